@@ -1,0 +1,3 @@
+from encdec.cli.train import main
+
+main()

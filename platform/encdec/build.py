@@ -1,0 +1,100 @@
+"""Turn a composed config into objects. Shared by the train, eval and predict apps."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
+from encdec.errors import ConfigError
+from encdec.model import EncoderDecoder
+from encdec.task import TaskAdapter
+
+
+def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
+    """Instantiate `cfg` (at config key `key`), passing only the `available` keyword
+    arguments its target accepts: an image encoder ignores a text vocabulary size."""
+    try:
+        target = get_method(cfg._target_)
+    except Exception as exc:
+        raise ConfigError(f"{key}._target_={cfg.get('_target_')!r} cannot be imported: {exc}") from exc
+    params = inspect.signature(target).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = {k: v for k, v in available.items() if takes_all or k in params}
+    accepted = {k: v for k, v in accepted.items() if k not in cfg or cfg[k] is None}
+    unknown = [k for k in cfg if not str(k).startswith("_") and not takes_all and k not in params]
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{key}.{k}' for k in unknown)} for {cfg._target_}; "
+            f"valid keys: {', '.join(p for p in params if p != 'self')}"
+        )
+    return instantiate(cfg, **accepted)
+
+
+def build_adapter(cfg: DictConfig) -> TaskAdapter:
+    data = build_component(cfg.data, "data")
+    return build_component(cfg.task.adapter, "task.adapter", data=data)
+
+
+def build_model(cfg: DictConfig, adapter: TaskAdapter) -> EncoderDecoder:
+    encoder = build_component(cfg.encoder, "encoder", **adapter.encoder_kwargs())
+    decoder = build_component(cfg.decoder, "decoder", **adapter.decoder_kwargs())
+    return EncoderDecoder(
+        encoder, decoder, share_embeddings=cfg.model.share_embeddings, **adapter.special_ids()
+    )
+
+
+def ensure_run_id(cfg: DictConfig, run_dir: Path) -> str:
+    """One id per run directory, kept across resumes so loggers continue the same run."""
+    id_file = run_dir / "run_id"
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+    id_file.write_text(run_id + "\n")
+    with open_dict(cfg):
+        cfg.run_id = run_id
+    return run_id
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    return [
+        build_component(lcfg, f"logger.{name}", save_dir=str(run_dir))
+        for name, lcfg in (cfg.get("logger") or {}).items()
+        if lcfg is not None
+    ]
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str) -> pl.Trainer:
+    callbacks = [
+        build_component(ccfg, f"callbacks.{name}")
+        for name, ccfg in (cfg.get("callbacks") or {}).items()
+        if ccfg is not None
+    ]
+    checkpoints = run_dir / "checkpoints"
+    # Two callbacks: since Lightning 2.6 `save_last` only writes when a top-k save happens,
+    # but resume needs the latest state every time, improved or not.
+    callbacks.append(
+        pl.callbacks.ModelCheckpoint(
+            dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
+            save_top_k=1, enable_version_counter=False,
+        )
+    )
+    callbacks.append(
+        pl.callbacks.ModelCheckpoint(
+            dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
+            enable_version_counter=False, every_n_train_steps=cfg.get("checkpoint_every_n_steps"),
+        )
+    )
+    callbacks.append(RNGStateCallback())
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return pl.Trainer(
+        **trainer_cfg,
+        default_root_dir=str(run_dir),
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )

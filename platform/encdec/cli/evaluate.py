@@ -1,0 +1,63 @@
+"""`encdec-eval run_dir=<run> [split=test] [decoding=beam] [checkpoint=best]`: score a trained run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from encdec.build import build_component
+from encdec.checkpointing import AtomicCheckpointIO
+from encdec.cli import CONF_DIR
+from encdec.data.datamodule import EncDecDataModule
+from encdec.errors import UserError
+from encdec.lightning_module import EncDecModule
+from encdec.run_dir import load_run
+
+log = logging.getLogger("encdec.eval")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
+    out_dir = Path(cfg.run_dir).resolve() / "eval" / cfg.name
+    module = EncDecModule(
+        model=model, objective=None, adapter=adapter, decoding=build_component(cfg.decoding, "decoding"),
+        run_dir=out_dir, num_samples=cfg.num_samples, test_split=cfg.split,
+    )
+    loader_cfg = {**saved.loader, **cfg.get("loader", {})}
+    datamodule = EncDecDataModule(adapter, seed=saved.seed, test_split=cfg.split, **loader_cfg)
+    trainer = pl.Trainer(
+        accelerator="auto", devices=1, logger=False, precision=cfg.precision,
+        default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()],
+        callbacks=[pl.callbacks.RichProgressBar()] if cfg.progress else [],
+        enable_progress_bar=cfg.progress,
+    )
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {k: float(v) for k, v in results.items()}
+    protocol_file = out_dir / "metrics" / f"{cfg.split}.json"
+    protocol = json.loads(protocol_file.read_text()) if protocol_file.exists() else {}
+    summary = {"split": cfg.split, "checkpoint": cfg.checkpoint, "decoding": dict(cfg.decoding), "metrics": metrics, "protocol": protocol}
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for name, value in metrics.items():
+        print(f"{name}: {value:.2f}")
+    for name, info in protocol.items():
+        print(f"  {name} protocol: {info['protocol']}")
+    print(f"results: {out_dir / 'results.json'}")
+    return metrics
+
+
+@hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data plumbing shared by every task: tokenizers, length bucketing, the DataModule."""

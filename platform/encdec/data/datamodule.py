@@ -1,0 +1,59 @@
+"""One LightningDataModule for every task: the adapter supplies examples and collation."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from encdec.data.bucketing import TokenBudgetBatchSampler
+from encdec.task import TaskAdapter
+
+
+class EncDecDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        adapter: TaskAdapter,
+        max_tokens: int = 4096,
+        max_sentences: int | None = None,
+        eval_max_tokens: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        test_split: str = "test",
+    ):
+        super().__init__()
+        self.adapter = adapter
+        self.max_tokens, self.max_sentences = max_tokens, max_sentences
+        self.eval_max_tokens = eval_max_tokens or max_tokens
+        self.num_workers, self.seed = num_workers, seed
+        self.test_split = test_split  # what the test loop reads: eval may score `val`
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        examples = self.adapter.examples(split)
+        if not examples:
+            raise ValueError(f"the {split!r} split is empty: check the data config")
+        trainer = self.trainer
+        sampler = TokenBudgetBatchSampler(
+            [self.adapter.length(e) for e in examples],
+            max_tokens=self.max_tokens if train else self.eval_max_tokens,
+            max_sentences=self.max_sentences,
+            shuffle=train,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        return DataLoader(
+            examples,
+            batch_sampler=sampler,
+            collate_fn=self.adapter.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, train=False)

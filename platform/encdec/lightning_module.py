@@ -1,0 +1,95 @@
+"""The LightningModule every task trains with: objective for the loss, decoding + adapter
+for the metrics, loggers for the samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+
+from encdec.decoding.search import Search
+from encdec.model import EncoderDecoder
+from encdec.objectives.mle import MLE
+from encdec.optim import build_optimizer
+from encdec.reporting import log_protocol, log_samples
+from encdec.task import TaskAdapter
+from encdec.types import Batch
+
+
+class EncDecModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: EncoderDecoder,
+        objective: Any,
+        adapter: TaskAdapter,
+        decoding: Search,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        schedule: Callable[[int], float] | None = None,
+        run_dir: str | Path = ".",
+        num_samples: int = 8,
+        test_split: str = "test",
+    ):
+        super().__init__()
+        self.model, self.objective, self.adapter, self.decoding = model, objective, adapter, decoding
+        self.optimizer_factory, self.schedule = optimizer, schedule
+        self.run_dir, self.num_samples = Path(run_dir), num_samples
+        self.test_split = test_split  # the split the test loop reads (eval can score `val`)
+        self._eval_nll = MLE()
+        self._outputs: list[Any] = []
+        self._refs: list[Any] = []
+        self._sample_batch: tuple[Batch, list[Any]] | None = None
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, logs = self.objective.loss(self.model, batch)
+        n = len(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        for name, value in logs.items():
+            self.log(f"train/{name}", value, batch_size=n, reduce_fx="sum" if name == "ntokens" else "mean")
+        return loss
+
+    def configure_optimizers(self):
+        return build_optimizer(self.model.parameters(), self.optimizer_factory, self.schedule)
+
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+        return batch.to(device)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _eval_step(self, batch: Batch, split: str) -> None:
+        _, logs = self._eval_nll.loss(self.model, batch) if batch.tgt_out is not None else (None, {})
+        if "nll" in logs:
+            self.log(f"{split}/loss", logs["nll"], prog_bar=True, batch_size=len(batch))
+        hyps = self.decoding(self.model, batch.src, batch.src_mask)
+        outputs = self.adapter.decode(hyps.best())
+        self._outputs.extend(outputs)
+        self._refs.extend(self.adapter.references(batch))
+        if self._sample_batch is None:
+            self._sample_batch = (batch, outputs)
+
+    def _eval_end(self, split: str) -> None:
+        outputs, refs, sample = self._outputs, self._refs, self._sample_batch
+        self._outputs, self._refs, self._sample_batch = [], [], None
+        if not outputs or self.trainer.sanity_checking:
+            return
+        report = self.adapter.metrics(outputs, refs, split)
+        for name, value in report.values.items():
+            self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)))
+        if self.trainer.is_global_zero:
+            log_protocol(self.loggers, split, report, self.run_dir)
+            if sample is not None and self.num_samples > 0:
+                table = self.adapter.samples(sample[0], sample[1], self.num_samples)
+                log_samples(self.loggers, f"{split}/samples", table, self.global_step, self.run_dir)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_split)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end(self.test_split)

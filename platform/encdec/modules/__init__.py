@@ -1,0 +1,1 @@
+"""Neural building blocks: embeddings, attention, Transformer and RNN encoders/decoders."""

@@ -1,0 +1,95 @@
+"""The task adapter contract: the only task-specific code in a run.
+
+A task adapter turns raw data into examples and batches, says what vocabularies the
+encoder and decoder need, turns generated ids back into outputs, and scores them. The core
+(training loop, decoding, objectives, checkpoints, loggers, CLI) calls nothing else.
+Adapters live in `tasks/<name>/` and are wired by `conf/task/<name>.yaml`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from encdec.types import Batch
+
+Example = dict[str, Any]
+
+
+@dataclass
+class MetricReport:
+    """Metric values plus, for each, the protocol needed to compare it with anyone else's
+    (e.g. the sacreBLEU signature, or "full ranking, leave-one-out, test split")."""
+
+    values: dict[str, float]
+    protocol: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SampleTable:
+    """Rows worth looking at in a dashboard (source, reference, hypothesis...)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class TaskAdapter(ABC):
+    #: metric the checkpoint callback should track, and whether higher is better
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    @abstractmethod
+    def setup(self, run_dir: Path, stage: str) -> None:
+        """Read data and prepare vocabularies. stage 'fit' may train and save them under
+        run_dir; 'eval' and 'predict' must load them from run_dir."""
+
+    @abstractmethod
+    def examples(self, split: str) -> Sequence[Example]:
+        """Encoded examples of a split ('train', 'val', 'test')."""
+
+    @abstractmethod
+    def length(self, example: Example) -> int:
+        """Cost of an example for token-budget batching (e.g. its longest side)."""
+
+    @abstractmethod
+    def collate(self, examples: list[Example]) -> Batch: ...
+
+    @abstractmethod
+    def special_ids(self) -> dict[str, int]:
+        """Target-side ids: {'bos_id', 'eos_id', 'pad_id'}."""
+
+    @abstractmethod
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """What an encoder may need from the data (e.g. vocab_size, pad_id)."""
+
+    @abstractmethod
+    def decoder_kwargs(self) -> dict[str, Any]:
+        """What a decoder may need from the data (e.g. vocab_size, pad_id)."""
+
+    @abstractmethod
+    def decode(self, tokens: Tensor) -> list[Any]:
+        """Generated ids [N, L] -> outputs (strings, item lists...)."""
+
+    @abstractmethod
+    def references(self, batch: Batch) -> list[Any]: ...
+
+    @abstractmethod
+    def metrics(self, outputs: list[Any], references: list[Any], split: str) -> MetricReport: ...
+
+    def samples(self, batch: Batch, outputs: list[Any], limit: int) -> SampleTable:
+        refs = self.references(batch)
+        sources = batch.meta.get("source", [""] * len(outputs))
+        rows = [[s, r, o] for s, r, o in list(zip(sources, refs, outputs))[:limit]]
+        return SampleTable(["source", "reference", "output"], rows)
+
+    def parse_inputs(self, lines: list[str]) -> list[Example]:
+        """Raw user inputs (one per line) -> examples, for `predict`."""
+        raise NotImplementedError(f"{type(self).__name__} does not support predict from text")
+
+    def reward(self, sources: list[Any], outputs: list[Any], references: list[Any]) -> list[float]:
+        """Sentence-level task metric, the default reward for RL objectives."""
+        raise NotImplementedError(f"{type(self).__name__} defines no reward")

@@ -1,0 +1,69 @@
+"""The two data contracts every axis speaks: what an encoder returns and what a batch holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EncoderOutput:
+    """What every encoder returns and every decoder consumes.
+
+    memory:      [B, S, D] vectors the decoder attends over (tokens, image regions, items).
+    memory_mask: [B, S] bool, True where memory is real (image encoders: all True).
+    summary:     optional [B, D] vector to initialise recurrent decoders; when absent they
+                 use the masked mean of memory.
+    src_ids:     optional [B, S] source token ids, for copy attention over the source.
+    """
+
+    memory: Tensor
+    memory_mask: Tensor
+    summary: Tensor | None = None
+    src_ids: Tensor | None = None
+
+    def index_select(self, index: Tensor) -> "EncoderOutput":
+        """Rows `index` of every tensor: expands for beam search, or reorders."""
+        return EncoderOutput(
+            **{
+                f.name: (None if v is None else v.index_select(0, index))
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
+        )
+
+    def repeat_interleave(self, n: int) -> "EncoderOutput":
+        index = torch.arange(self.memory.size(0), device=self.memory.device).repeat_interleave(n)
+        return self.index_select(index)
+
+
+@dataclass
+class Batch:
+    """A collated batch. `src` is whatever the encoder reads (token ids, pixels, item ids).
+
+    tgt_in / tgt_out are the teacher-forcing input (BOS + y) and target (y + EOS), padded
+    with the target pad id. `meta` carries per-example things the adapter needs to score
+    outputs (raw references, ids, images for display); it never reaches the model.
+    """
+
+    src: Tensor
+    src_mask: Tensor | None = None
+    tgt_in: Tensor | None = None
+    tgt_out: Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return replace(
+            self,
+            src=move(self.src),
+            src_mask=move(self.src_mask),
+            tgt_in=move(self.tgt_in),
+            tgt_out=move(self.tgt_out),
+        )
