@@ -17,6 +17,25 @@ from encdec.model import EncoderDecoder
 from encdec.task import TaskAdapter
 
 
+def _accepted_parameters(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
+    """Named parameters a callable accepts, following `**kwargs` up a class hierarchy
+    (BeamSearch(**kwargs) -> Search(max_len, ...)); takes_all when no class names them all."""
+    signatures = (
+        [inspect.signature(c.__init__) for c in inspect.getmro(target) if "__init__" in vars(c) and c is not object]
+        if inspect.isclass(target)
+        else [inspect.signature(target)]
+    )
+    params: dict[str, inspect.Parameter] = {}
+    takes_all = True
+    for sig in signatures:
+        named = {k: p for k, p in sig.parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and k != "self"}
+        params.update(named)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            takes_all = False
+            break
+    return params, takes_all
+
+
 def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
     """Instantiate `cfg` (at config key `key`), passing only the `available` keyword
     arguments its target accepts: an image encoder ignores a text vocabulary size."""
@@ -24,8 +43,7 @@ def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
         target = get_method(cfg._target_)
     except Exception as exc:
         raise ConfigError(f"{key}._target_={cfg.get('_target_')!r} cannot be imported: {exc}") from exc
-    params = inspect.signature(target).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    params, takes_all = _accepted_parameters(target)
     accepted = {k: v for k, v in available.items() if takes_all or k in params}
     accepted = {k: v for k, v in accepted.items() if k not in cfg or cfg[k] is None}
     unknown = [k for k in cfg if not str(k).startswith("_") and not takes_all and k not in params]
