@@ -54,6 +54,9 @@ class RNNEncoder(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
         )
         self.proj = nn.Linear(2 * hidden_size, d_model)
+        # normalised memory, like the Transformer encoder's: a Transformer decoder's
+        # cross-attention otherwise starts near-uniform and learns slowly (tests/toy.py)
+        self.norm = nn.LayerNorm(d_model)
         self.summary = nn.Linear(2 * hidden_size, d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -65,7 +68,7 @@ class RNNEncoder(nn.Module):
         h_n = final[0] if isinstance(final, tuple) else final  # LSTM returns (h, c)
         last_fwd_bwd = torch.cat([h_n[-2], h_n[-1]], dim=-1)
         return EncoderOutput(
-            memory=self.drop(self.proj(out)),
+            memory=self.drop(self.norm(self.proj(out))),
             memory_mask=src_mask,
             summary=torch.tanh(self.summary(last_fwd_bwd)),
             src_ids=src,
