@@ -21,11 +21,11 @@ install: $(BIN)/.installed
 
 quickstart: install
 	$(BIN)/encdec-train experiment=quickstart hydra.run.dir=$(QUICKSTART_RUN)
-	$(BIN)/encdec-eval run_dir=$(QUICKSTART_RUN) split=test decoding=beam
+	$(BIN)/encdec-eval run_dir=$(QUICKSTART_RUN) checkpoint=last split=test decoding=beam
 	@echo "--- sample translations (beam search) ---"
 	@printf '%s\n' "Ein Mann fährt Fahrrad auf der Straße." "Zwei Hunde spielen im Schnee." \
 	  "Eine Frau mit einem roten Hut liest ein Buch." \
-	  | $(BIN)/encdec-predict run_dir=$(QUICKSTART_RUN) input=- decoding=beam
+	  | $(BIN)/encdec-predict run_dir=$(QUICKSTART_RUN) checkpoint=last input=- decoding=beam
 
 test: install
 	$(BIN)/pytest

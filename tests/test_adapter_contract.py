@@ -7,7 +7,6 @@ is covered here the day its yaml lands.
 
 import importlib
 import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -114,3 +114,14 @@ def test_user_mistakes_stop_with_a_clear_message(tiny_corpus, tmp_path):
     assert wrong_key.returncode != 0 and "encoder.layerz" in wrong_key.stderr
     appended = run_cli("train", *tiny_train_args(tiny_corpus, tmp_path / "d"), "+encoder.layerz=2", check=False)
     assert appended.returncode != 0 and "unknown key(s) encoder.layerz" in appended.stderr
+
+
+def test_ddp_on_two_cpu_processes_scores_the_whole_split_once(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "ddp"
+    run_cli("train", *tiny_train_args(tiny_corpus, run_dir, "trainer=ddp_cpu", "trainer.max_steps=2",
+                                      "trainer.max_epochs=1"))
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["ddp"], "one output folder, not one per rank"
+    val = json.loads((run_dir / "metrics/val.json").read_text())
+    assert "val split, 24 segments" in val["sacrebleu"]["protocol"], "both ranks' halves were scored together"
+    ckpt = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2

@@ -1,6 +1,5 @@
 """Every config in conf/ composes, and every component config instantiates."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

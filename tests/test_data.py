@@ -99,3 +99,12 @@ def test_token_budget_sharding_gives_ranks_disjoint_equal_shares():
 def test_budget_smaller_than_an_example_is_a_config_error():
     with pytest.raises(ValueError, match="loader.max_tokens=4"):
         TokenBudgetBatchSampler([3, 9], max_tokens=4)
+
+
+def test_unigram_tokenizer_round_trips_too():
+    texts = ["Ein kleiner Hund läuft im Park.", "A small dog runs in the park.", "Zwei Männer spielen Ball."] * 30
+    tok = SubwordTokenizer.train(texts, vocab_size=60, model="unigram")
+    assert tok.vocab_size <= 60 and (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
+    assert [tok.decode(tok.encode(t)) for t in texts[:3]] == texts[:3]
+    with pytest.raises(ValueError, match="task.tokenizer.model"):
+        SubwordTokenizer.train(texts, model="wordpiece")

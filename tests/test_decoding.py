@@ -591,3 +591,26 @@ def test_step_matches_forward_and_reorder_permutes(kind):
     assert torch.allclose(after, expected[:, 3:], atol=1e-5)
     assert torch.allclose(after, full[index, 3:], atol=1e-5)
     assert not torch.allclose(after[0], full[0, 3:], atol=1e-3)  # the permutation matters
+
+
+def test_transformer_keeps_one_cross_attention_copy_per_source_when_rows_are_grouped():
+    from encdec.modules.transformer import TransformerDecoder
+    from encdec.types import EncoderOutput
+
+    torch.manual_seed(0)
+    dec = TransformerDecoder(vocab_size=20, d_model=16, layers=1, heads=2, ffn=32, dropout=0.0).eval()
+    enc = EncoderOutput(memory=torch.randn(2, 5, 16), memory_mask=torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool())
+    grouped, flat = enc.repeat_interleave(3), enc.repeat_interleave(3)
+    flat.group_size = 1  # same rows, decoded as six independent sources
+    g_state, f_state = dec.init_state(grouped), dec.init_state(flat)
+    assert g_state["cross"][0][0].size(0) == 2 and f_state["cross"][0][0].size(0) == 6
+    tokens = torch.tensor([1, 4, 5, 1, 6, 7])
+    index = torch.tensor([1, 1, 0, 5, 3, 4])  # beams move only within their source
+    with torch.no_grad():
+        g_logits, g_state = dec.step(tokens, g_state)
+        f_logits, f_state = dec.step(tokens, f_state)
+        torch.testing.assert_close(g_logits, f_logits)
+        g_state, f_state = dec.reorder(g_state, index), dec.reorder(f_state, index)
+        torch.testing.assert_close(dec.step(tokens, g_state)[0], dec.step(tokens, f_state)[0])
+    with pytest.raises(ValueError, match="another source's group"):
+        dec.reorder(g_state, torch.tensor([3, 0, 1, 2, 4, 5]))

@@ -1,6 +1,5 @@
 """Schedules, label smoothing, atomic checkpoints, RNG state, loggers."""
 
-import math
 import random
 
 import numpy as np

@@ -18,6 +18,12 @@ from encdec.task import TaskAdapter
 from encdec.types import Batch
 
 
+def _gather(items: list[Any]) -> list[Any]:
+    gathered: list[list[Any]] = [[] for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather_object(gathered, items)
+    return [x for part in gathered for x in part]
+
+
 class EncDecModule(pl.LightningModule):
     def __init__(
         self,
@@ -71,7 +77,11 @@ class EncDecModule(pl.LightningModule):
     def _eval_end(self, split: str) -> None:
         outputs, refs, sample = self._outputs, self._refs, self._sample_batch
         self._outputs, self._refs, self._sample_batch = [], [], None
-        if not outputs or self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        if self.trainer.world_size > 1:  # every rank decoded a shard: score the whole split
+            outputs, refs = _gather(outputs), _gather(refs)
+        if not outputs:
             return
         report = self.adapter.metrics(outputs, refs, split)
         for name, value in report.values.items():

@@ -1,47 +1,75 @@
-"""Optimisers and learning-rate schedules, built from the `optim` config group."""
+"""Optimisers and learning-rate schedules, built from the `optim` config group.
+
+Schedules are small callable objects (step -> factor on the peak learning rate) rather than
+closures, so a module holding them pickles (DDP spawn) and their state is plain numbers.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from encdec.errors import ConfigError
 
-def inverse_sqrt(warmup_steps: int) -> Callable[[int], float]:
+
+def _warmup(step: int, warmup_steps: int) -> float:
+    return (step + 1) / max(1, warmup_steps)
+
+
+@dataclass
+class inverse_sqrt:  # noqa: N801  (named like the function it stands for in configs)
     """Linear warmup to the peak, then decay proportional to 1/sqrt(step) (Vaswani et al.)."""
-    warmup_steps = max(1, warmup_steps)
 
-    def factor(step: int) -> float:
-        step = step + 1
-        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+    warmup_steps: int = 4000
 
-    return factor
-
-
-def cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
+    def __call__(self, step: int) -> float:
+        step, warmup = step + 1, max(1, self.warmup_steps)
+        return min(step / warmup, math.sqrt(warmup / step))
 
 
-def linear(warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 1.0 - (1 - min_ratio) * progress
+@dataclass
+class _WarmupThenDecay:
+    """Linear warmup, then `decay(progress)` with progress going 0 -> 1 at total_steps."""
 
-    return factor
+    warmup_steps: int
+    total_steps: int
+    min_ratio: float = 0.0
+
+    def __post_init__(self):
+        if self.total_steps <= self.warmup_steps:
+            raise ConfigError(
+                f"optim.schedule.total_steps={self.total_steps} must exceed warmup_steps={self.warmup_steps}; "
+                "it follows trainer.max_steps by default, so set trainer.max_steps"
+            )
+
+    def decay(self, progress: float) -> float:
+        raise NotImplementedError
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return _warmup(step, self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return self.min_ratio + (1 - self.min_ratio) * self.decay(progress)
 
 
-def constant() -> Callable[[int], float]:
-    return lambda step: 1.0
+class cosine(_WarmupThenDecay):  # noqa: N801
+    def decay(self, progress: float) -> float:
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class linear(_WarmupThenDecay):  # noqa: N801
+    def decay(self, progress: float) -> float:
+        return 1.0 - progress
+
+
+@dataclass
+class constant:  # noqa: N801
+    def __call__(self, step: int) -> float:
+        return 1.0
 
 
 def build_optimizer(

@@ -18,26 +18,32 @@ class EncoderOutput:
     summary:     optional [B, D] vector to initialise recurrent decoders; when absent they
                  use the masked mean of memory.
     src_ids:     optional [B, S] source token ids, for copy attention over the source.
+    group_size:  rows come in groups of this many copies of one source (beam search and
+                 multi-sample decoding expand each source); a decoder may keep per-source
+                 tensors once per group, since searches only reorder rows within a group.
     """
 
     memory: Tensor
     memory_mask: Tensor
     summary: Tensor | None = None
     src_ids: Tensor | None = None
+    group_size: int = 1
 
     def index_select(self, index: Tensor) -> "EncoderOutput":
-        """Rows `index` of every tensor: expands for beam search, or reorders."""
+        """Rows `index` of every tensor (the result has group_size 1)."""
         return EncoderOutput(
             **{
                 f.name: (None if v is None else v.index_select(0, index))
                 for f in fields(self)
+                if f.name != "group_size"
                 for v in [getattr(self, f.name)]
             }
         )
 
     def repeat_interleave(self, n: int) -> "EncoderOutput":
+        """Each source n times in a row: the rows beam search and sampling decode."""
         index = torch.arange(self.memory.size(0), device=self.memory.device).repeat_interleave(n)
-        return self.index_select(index)
+        return replace(self.index_select(index), group_size=self.group_size * n)
 
 
 @dataclass

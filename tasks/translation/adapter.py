@@ -139,7 +139,7 @@ class TranslationTask(TaskAdapter):
         values, protocol = {}, {}
         for name, scorer in scorers.items():
             values[name] = scorer.corpus_score(outputs, [references]).score
-            protocol[name] = f"{split} split, detokenised hypotheses, {scorer.get_signature()}"
+            protocol[name] = f"{split} split, {len(outputs)} segments, detokenised hypotheses, {scorer.get_signature()}"
         return MetricReport(values, protocol)
 
     def reward(self, sources: list[str], outputs: list[str], references: list[str]) -> list[float]:

@@ -15,3 +15,20 @@ def _first_set(*values):
 
 if not OmegaConf.has_resolver("first_set"):
     OmegaConf.register_new_resolver("first_set", _first_set)
+
+
+def run_reporting_user_errors(fn, *args):
+    """Run an app; a user's mistake (bad config key, bad data line) ends with one clear
+    line on stderr and exit status 1, not a traceback. Hydra wraps errors raised inside
+    `instantiate`, so the cause is unwrapped."""
+    from hydra.errors import InstantiationException
+
+    from encdec.errors import UserError
+
+    try:
+        return fn(*args)
+    except (UserError, InstantiationException) as exc:
+        cause = exc if isinstance(exc, UserError) else exc.__cause__
+        if not isinstance(cause, UserError):
+            raise
+        raise SystemExit(f"error: {cause}") from None

@@ -12,9 +12,9 @@ from omegaconf import DictConfig
 
 from encdec.build import build_component
 from encdec.checkpointing import AtomicCheckpointIO
-from encdec.cli import CONF_DIR
+from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
-from encdec.errors import UserError
+
 from encdec.lightning_module import EncDecModule
 from encdec.run_dir import load_run
 
@@ -53,10 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    run_reporting_user_errors(evaluate, cfg)
 
 
 if __name__ == "__main__":

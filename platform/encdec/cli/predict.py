@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from encdec.build import build_component
-from encdec.cli import CONF_DIR
+from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError, UserError
 from encdec.run_dir import load_run
 
@@ -74,10 +74,7 @@ def predict(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        predict(cfg)
-    except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    run_reporting_user_errors(predict, cfg)
 
 
 if __name__ == "__main__":

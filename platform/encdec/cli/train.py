@@ -21,8 +21,8 @@ from encdec.build import (
     ensure_run_id,
 )
 from encdec.checkpointing import load_weights
-from encdec.cli import CONF_DIR
-from encdec.errors import ConfigError, UserError
+from encdec.cli import CONF_DIR, run_reporting_user_errors
+from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
 
@@ -94,10 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    metrics = run_reporting_user_errors(train, cfg)
     # a scalar for Hydra sweepers (e.g. Optuna): the task's monitored metric
     return metrics.get(cfg.get("optimized_metric") or "", None)
 

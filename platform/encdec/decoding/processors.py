@@ -1,7 +1,9 @@
 """Logits processors: tiny composable functions on [N, V] log-probabilities.
 
-Each takes (logprobs, tokens_so_far [N, t]) and returns new log-probabilities. Search
-strategies chain them; none of them knows which decoder produced the scores.
+Each takes (logprobs, tokens_so_far [N, t]) and returns log-probabilities. Search
+strategies chain them; none of them knows which decoder produced the scores. Bans write in
+place: the searches hand them a fresh log-softmax they own, and a [rows x vocab] copy per
+step per ban is measurable in decoding (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ def ban_tokens(ids: list[int]):
     """Never generate these tokens (padding: a pad inside a hypothesis reads as its end)."""
 
     def process(logprobs: Tensor, tokens: Tensor) -> Tensor:
-        logprobs = logprobs.clone()
         logprobs[:, ids] = NEG_INF
         return logprobs
 
@@ -29,7 +30,6 @@ def ban_eos_before(min_len: int, eos_id: int):
     def process(logprobs: Tensor, tokens: Tensor) -> Tensor:
         generated = tokens.size(1) - 1  # tokens starts with BOS
         if generated < min_len:
-            logprobs = logprobs.clone()
             logprobs[:, eos_id] = NEG_INF
         return logprobs
 

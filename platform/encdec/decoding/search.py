@@ -96,7 +96,7 @@ def _force_eos(logprobs: Tensor, eos: int) -> Tensor:
 
 def _must_end(logprobs: Tensor, limits: Tensor, t: int) -> Tensor:
     """[N] bool: rows at their last allowed step, or with no token left to choose."""
-    return (limits == t + 1) | ~torch.isfinite(logprobs).any(dim=-1)
+    return (limits == t + 1) | (logprobs.amax(dim=-1) == NEG_INF)
 
 
 class _TokenByToken(Search):

@@ -51,11 +51,19 @@ class MultiHeadAttention(nn.Module):
         k, v = self.kv(x).chunk(2, dim=-1)
         return self.split(k), self.split(v)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, keep: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, group: int = 1) -> Tensor:
+        """x [N,T,D]; k/v [N/group,H,S,d]. With group > 1, each run of `group` rows of x
+        (the beams of one source) attends to one shared k/v: the beams become extra query
+        positions, so per-source keys are neither copied per beam nor reordered."""
         p = self.dropout if self.training else 0.0
-        h = attend(self.split(self.q(x)), k, v, keep, p)
-        b, _, t, _ = h.shape
-        return self.out(h.transpose(1, 2).reshape(b, t, -1))
+        q = self.split(self.q(x))
+        n, heads, t, d = q.shape
+        if group > 1:
+            q = q.view(n // group, group, heads, t, d).transpose(1, 2).reshape(n // group, heads, group * t, d)
+        h = attend(q, k, v, keep, p)
+        if group > 1:
+            h = h.view(n // group, heads, group, t, d).transpose(1, 2).reshape(n, heads, t, d)
+        return self.out(h.transpose(1, 2).reshape(n, t, -1))
 
 
 class FeedForward(nn.Sequential):
@@ -120,14 +128,14 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, cross_kv, memory_keep, causal=None, cache=None):
+    def forward(self, x, cross_kv, memory_keep, causal=None, cache=None, group=1):
         """Returns the new hidden states and this layer's self-attention keys/values."""
         h = self.norm1(x)
         k, v = self.self_attn.keys_values(h)
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         x = x + self.drop(self.self_attn(h, k, v, causal))
-        x = x + self.drop(self.cross_attn(self.norm2(x), *cross_kv, memory_keep))
+        x = x + self.drop(self.cross_attn(self.norm2(x), *cross_kv, memory_keep, group))
         return x + self.drop(self.ffn(self.norm3(x))), (k, v)
 
 
@@ -163,23 +171,28 @@ class TransformerDecoder(nn.Module):
         if tie_embeddings:
             self.out.weight = self.embed.weight
 
-    def _cross_kv(self, enc: EncoderOutput) -> list[tuple[Tensor, Tensor]]:
-        return [layer.cross_attn.keys_values(enc.memory) for layer in self.layers]
+    def _cross_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        # contiguous once here, instead of a copy inside every attention matmul
+        return [
+            tuple(t.contiguous() for t in layer.cross_attn.keys_values(memory)) for layer in self.layers
+        ]
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput) -> Tensor:
         t = tgt_in.size(1)
         causal = torch.ones(t, t, dtype=torch.bool, device=tgt_in.device).tril()
         memory_keep = enc.memory_mask[:, None, None, :]
         x = self.embed(tgt_in)
-        for layer, cross_kv in zip(self.layers, self._cross_kv(enc)):
+        for layer, cross_kv in zip(self.layers, self._cross_kv(enc.memory)):
             x, _ = layer(x, cross_kv, memory_keep, causal=causal)
         return self.out(self.norm(x))
 
     def init_state(self, enc: EncoderOutput) -> dict:
+        g = enc.group_size  # rows of one source share its cross-attention keys/values
         return {
             "pos": 0,
-            "memory_keep": enc.memory_mask[:, None, None, :],
-            "cross": self._cross_kv(enc),
+            "group": g,
+            "memory_keep": enc.memory_mask[::g, None, None, :],
+            "cross": self._cross_kv(enc.memory[::g]),
             "self": [None] * len(self.layers),
         }
 
@@ -187,7 +200,7 @@ class TransformerDecoder(nn.Module):
         x = self.embed(tokens[:, None], start=state["pos"])
         new_self = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"]):
-            x, kv = layer(x, cross_kv, state["memory_keep"], cache=cache)
+            x, kv = layer(x, cross_kv, state["memory_keep"], cache=cache, group=state["group"])
             new_self.append(kv)
         logits = self.out(self.norm(x))[:, 0]
         return logits, {**state, "pos": state["pos"] + 1, "self": new_self}
@@ -195,9 +208,13 @@ class TransformerDecoder(nn.Module):
     @staticmethod
     def reorder(state: dict, index: Tensor) -> dict:
         pick = lambda kv: tuple(t.index_select(0, index) for t in kv)  # noqa: E731
-        return {
-            **state,
-            "memory_keep": state["memory_keep"].index_select(0, index),
-            "cross": [pick(kv) for kv in state["cross"]],
-            "self": [None if kv is None else pick(kv) for kv in state["self"]],
-        }
+        reordered = {**state, "self": [None if kv is None else pick(kv) for kv in state["self"]]}
+        g = state["group"]
+        if g > 1:  # per-source tensors stay put; rows may only move within their source's group
+            rows = torch.arange(index.numel(), device=index.device)
+            if not torch.equal(torch.div(index, g, rounding_mode="floor"), torch.div(rows, g, rounding_mode="floor")):
+                raise ValueError("reorder moved a row to another source's group (group_size > 1)")
+            return reordered
+        reordered["memory_keep"] = state["memory_keep"].index_select(0, index)
+        reordered["cross"] = [pick(kv) for kv in state["cross"]]
+        return reordered
