@@ -96,6 +96,12 @@ def test_token_budget_sharding_gives_ranks_disjoint_equal_shares():
     assert len(seen) == len(set(seen))
 
 
+def test_evaluation_sharding_scores_every_example_exactly_once():
+    lengths = list(range(1, 42))
+    shards = [list(TokenBudgetBatchSampler(lengths, 80, shuffle=False, rank=r, world_size=2)) for r in range(2)]
+    assert sorted(i for shard in shards for b in shard for i in b) == list(range(len(lengths)))
+
+
 def test_budget_smaller_than_an_example_is_a_config_error():
     with pytest.raises(ValueError, match="loader.max_tokens=4"):
         TokenBudgetBatchSampler([3, 9], max_tokens=4)

@@ -11,7 +11,8 @@ class TokenBudgetBatchSampler:
     within `max_tokens`, and shuffles the order of batches every epoch.
 
     Sharding across processes takes every world_size-th batch, so each rank sees whole
-    batches and DDP needs no DistributedSampler. Deterministic given (seed, epoch).
+    batches and DDP needs no DistributedSampler: training drops the last few batches so every
+    rank has as many, evaluation keeps them all. Deterministic given (seed, epoch).
     """
 
     def __init__(
@@ -54,8 +55,15 @@ class TokenBudgetBatchSampler:
             batches.append(current)
         if self.shuffle:
             rng.shuffle(batches)
-        # equal batch counts on every rank, so no rank waits at a collective
-        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
+        if not self.shuffle:  # evaluation: every example is scored, ranks may differ by one batch
+            return batches[self.rank :: self.world_size]
+        # training: equal batch counts on every rank, so no rank waits at a gradient all-reduce
+        if len(batches) < self.world_size:
+            raise ValueError(
+                f"{len(batches)} training batch(es) for {self.world_size} processes: "
+                "lower loader.max_tokens or use fewer devices"
+            )
+        usable = len(batches) - len(batches) % self.world_size
         return batches[self.rank : usable : self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
