@@ -6,10 +6,8 @@ Python (no Hydra, no Lightning) so a whole pairing trains in a few seconds on on
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +18,7 @@ from encdec.modules.attention import AdditiveAttention, DotAttention, GeneralAtt
 from encdec.modules.rnn import RNNDecoder, RNNEncoder
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder
 from encdec.objectives import MLE
+from encdec.optim import cosine
 from encdec.types import Batch
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -131,15 +130,6 @@ def exact_match(model: EncoderDecoder, batch: Batch) -> float:
     return (best == expected).all(dim=1).float().mean().item()
 
 
-def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:  # LambdaLR calls this with the number of steps taken
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    return factor
-
-
 def train(
     model: EncoderDecoder,
     task: str,
@@ -168,7 +158,7 @@ def train(
     test = make_batch(task, test_size, torch.Generator().manual_seed(20_000 + seed))
     objective = MLE()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(warmup_steps=warmup, total_steps=steps))
     start, cpu_start = time.perf_counter(), time.process_time()
     curve: list[float] = []
     loss = torch.tensor(float("nan"))

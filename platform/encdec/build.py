@@ -105,6 +105,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, m
         pl.callbacks.ModelCheckpoint(
             dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
             enable_version_counter=False, every_n_train_steps=cfg.get("checkpoint_every_n_steps"),
+            save_on_train_epoch_end=True,  # also when validation runs only every n epochs
         )
     )
     callbacks.append(RNGStateCallback())
