@@ -2,11 +2,12 @@
 
 Dropout defaults follow fairseq and BART: on residual branches only (attention and
 activation dropout 0). On CPU each dropout mask costs a Bernoulli draw per element, so the
-extra ones cost ~15% of a bf16 training step here (torch.profiler, bench/RESULTS.md).
+extra ones took ~8% of a bf16 training step in a torch.profiler run on this 2-core machine.
 
 Attention is written out as plain matmul + softmax: on CPU at our sequence lengths this is
 the fastest path (PyTorch's fused CPU flash kernel is ~4x slower on the backward pass for
-15-50 token sequences; see bench/RESULTS.md), and it reads in one sitting.
+15-50 token sequences, per the project's architecture notes; in bench/RESULTS.md it is ~22%
+of HF BART's bf16 step), and it reads in one sitting.
 """
 
 from __future__ import annotations
