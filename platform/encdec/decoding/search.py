@@ -237,8 +237,10 @@ class BeamSearch(Search):
             vocab = logprobs.size(-1)
             cand = (beam_scores.view(-1, 1) + logprobs).view(batch, k, vocab)
 
+            # one top-2k per sentence serves both decisions (at most k of them end in EOS)
+            top_scores, top_flat = cand.view(batch, -1).topk(min(2 * k, k * vocab), dim=1)
             # finalise EOS extensions that rank within the sentence's top k
-            kth = cand.view(batch, -1).topk(k, dim=1).values[:, -1:]
+            kth = top_scores[:, k - 1 : k]
             eos_raw = cand[:, :, eos]
             finalise = (eos_raw >= kth) & (eos_raw > NEG_INF) & ~done[:, None]
             eos_norm = (eos_raw / math.pow(t + 1, self.length_penalty)).masked_fill(~finalise, NEG_INF)
@@ -256,8 +258,10 @@ class BeamSearch(Search):
                 break
 
             # continue with the k best non-EOS extensions
-            cand[:, :, eos] = NEG_INF
-            beam_scores, flat = cand.view(batch, -1).topk(k, dim=1)
+            rank = torch.arange(top_flat.size(1), device=device)
+            is_eos = (top_flat % vocab) == eos
+            pick = (is_eos.long() * top_flat.size(1) + rank).argsort(dim=1)[:, :k]
+            beam_scores, flat = top_scores.gather(1, pick), top_flat.gather(1, pick)
             index = (offsets + torch.div(flat, vocab, rounding_mode="floor")).view(-1)
             tokens = torch.cat([tokens.index_select(0, index), (flat % vocab).view(-1, 1)], dim=1)
             state = decoder.reorder(state, index)
