@@ -14,7 +14,6 @@ from encdec.build import build_component
 from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
-
 from encdec.lightning_module import EncDecModule
 from encdec.run_dir import load_run
 

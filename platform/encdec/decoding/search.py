@@ -259,11 +259,11 @@ class BeamSearch(Search):
 
             # continue with the k best non-EOS extensions
             rank = torch.arange(top_flat.size(1), device=device)
-            is_eos = (top_flat % vocab) == eos
-            pick = (is_eos.long() * top_flat.size(1) + rank).argsort(dim=1)[:, :k]
+            top_tokens = top_flat % vocab
+            pick = ((top_tokens == eos).long() * top_flat.size(1) + rank).argsort(dim=1)[:, :k]
             beam_scores, flat = top_scores.gather(1, pick), top_flat.gather(1, pick)
             index = (offsets + torch.div(flat, vocab, rounding_mode="floor")).view(-1)
-            tokens = torch.cat([tokens.index_select(0, index), (flat % vocab).view(-1, 1)], dim=1)
+            tokens = torch.cat([tokens.index_select(0, index), top_tokens.gather(1, pick).view(-1, 1)], dim=1)
             state = decoder.reorder(state, index)
 
         n = self.num_return
