@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
 from encdec.objectives.mle import token_nll
-from encdec.optim import constant, cosine, inverse_sqrt, linear
+from encdec.optim import build_optimizer, constant, cosine, inverse_sqrt, linear, param_groups
 
 
 def test_inverse_sqrt_warms_up_linearly_then_decays_as_one_over_sqrt_step():
@@ -88,3 +88,29 @@ def test_wandb_logger_runs_offline_and_receives_metrics_config_and_samples(tmp_p
     runs = list((tmp_path / "wandb").glob("offline-run-*-abc123"))
     assert runs, "an offline run directory that `wandb sync` can upload"
     assert (tmp_path / "samples" / "val_samples_step1.md").read_text().count("| a | b |") == 1
+
+
+def test_param_groups_scale_declared_submodules_and_skip_frozen_ones():
+    from functools import partial
+
+    model = torch.nn.ModuleDict(
+        {
+            "backbone": torch.nn.Linear(3, 3),
+            "frozen": torch.nn.Linear(3, 3),
+            "head": torch.nn.Linear(3, 2),
+        }
+    )
+    model["backbone"].lr_scale = 0.1
+    model["frozen"].requires_grad_(False)
+    cfg = build_optimizer(param_groups(model), partial(torch.optim.SGD, lr=1.0), linear(2, 10))
+    opt, sched = cfg["optimizer"], cfg["lr_scheduler"]["scheduler"]
+    by_scale = {g["lr_scale"]: g for g in opt.param_groups}
+    assert set(by_scale) == {1.0, 0.1}
+    assert {id(p) for p in by_scale[0.1]["params"]} == {id(p) for p in model["backbone"].parameters()}
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not trained & {id(p) for p in model["frozen"].parameters()}
+    # the schedule multiplies each group's own peak: warmup step 1 of 2 is half of it
+    assert by_scale[1.0]["lr"] == pytest.approx(0.5) and by_scale[0.1]["lr"] == pytest.approx(0.05)
+    opt.step()
+    sched.step()
+    assert by_scale[1.0]["lr"] == pytest.approx(1.0) and by_scale[0.1]["lr"] == pytest.approx(0.1)

@@ -12,7 +12,7 @@ import torch
 from encdec.decoding.search import Search
 from encdec.model import EncoderDecoder
 from encdec.objectives.mle import MLE
-from encdec.optim import build_optimizer
+from encdec.optim import build_optimizer, param_groups
 from encdec.reporting import log_protocol, log_samples
 from encdec.task import TaskAdapter
 from encdec.types import Batch
@@ -46,9 +46,18 @@ class EncDecModule(pl.LightningModule):
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
         self._sample_batch: tuple[Batch, list[Any]] | None = None
+        # Objectives that need more than a loss of (model, batch) (RL: the search and the
+        # adapter's reward; GANs: a discriminator, its optimiser, manual optimisation) take
+        # over through optional hooks: bind(module), training_step(module, batch, batch_idx),
+        # configure_optimizers(module). An objective that is an nn.Module is registered as a
+        # submodule here, so its weights are checkpointed and moved with the model.
+        if hasattr(objective, "bind"):
+            objective.bind(self)
 
     # -- training -------------------------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if hasattr(self.objective, "training_step"):
+            return self.objective.training_step(self, batch, batch_idx)
         loss, logs = self.objective.loss(self.model, batch)
         n = len(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
@@ -57,7 +66,9 @@ class EncDecModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return build_optimizer(self.model.parameters(), self.optimizer_factory, self.schedule)
+        if hasattr(self.objective, "configure_optimizers"):
+            return self.objective.configure_optimizers(self)
+        return build_optimizer(param_groups(self.model), self.optimizer_factory, self.schedule)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         return batch.to(device)

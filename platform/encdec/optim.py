@@ -72,9 +72,39 @@ class constant:  # noqa: N801
         return 1.0
 
 
+def param_groups(model: torch.nn.Module) -> list[dict]:
+    """Trainable parameters grouped by learning-rate scale.
+
+    A submodule declares its own scale with an `lr_scale` attribute (e.g. a pretrained
+    backbone at 0.1 of the peak rate), set from its own config so the setting has one home;
+    the innermost declaring module wins. Frozen parameters (requires_grad False) are left
+    out, so a frozen backbone costs no optimiser state.
+    """
+    scale_of: dict[str, float] = {}
+    for name, module in model.named_modules():  # parents come before children
+        scale = getattr(module, "lr_scale", None)
+        if scale is not None:
+            if scale < 0:
+                raise ConfigError(f"lr_scale of `{name}` must be >= 0, got {scale}")
+            for pname, _ in module.named_parameters(prefix=name):
+                scale_of[pname] = float(scale)
+    groups: dict[float, list] = {}
+    for pname, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(scale_of.get(pname, 1.0), []).append(param)
+    return [{"params": ps, "lr_scale": scale} for scale, ps in sorted(groups.items(), reverse=True)]
+
+
 def build_optimizer(
     params: Iterable, optimizer: Callable[..., torch.optim.Optimizer], schedule: Callable[[int], float]
 ) -> dict:
-    """Lightning's `configure_optimizers` dict: the schedule steps every optimiser step."""
+    """Lightning's `configure_optimizers` dict: the schedule steps every optimiser step.
+
+    `params` may be plain parameters or `param_groups(model)`; a group's `lr_scale`
+    multiplies the configured peak learning rate, and the schedule scales every group alike.
+    """
+    params = list(params)
     opt = optimizer(params=params)
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": LambdaLR(opt, schedule), "interval": "step"}}
