@@ -13,6 +13,8 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from encdec.errors import ConfigError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes to a temporary file in the same folder, then renames: a crash mid-write never
@@ -63,3 +65,33 @@ class RNGStateCallback(pl.Callback):
         keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state["torch"])
+
+
+def resolve_init_from(path: str | Path) -> Path:
+    """`init_from` may name a checkpoint file or a run directory (its best checkpoint, else
+    its last); an error names the key and what was looked for."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).exists():
+                return path / "checkpoints" / name
+        raise ConfigError(f"init_from={path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in that directory")
+    if not path.exists():
+        raise ConfigError(f"init_from={path}: no such checkpoint file or run directory")
+    return path
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Loads `init_from` weights (non-strict: new heads may be missing); a shape mismatch,
+    usually a different vocabulary, is a clear error instead of a stack trace."""
+    ckpt = resolve_init_from(path)
+    weights, own = load_weights(ckpt), model.state_dict()
+    clash = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    if clash:
+        raise ConfigError(
+            f"init_from={path}: {len(clash)} weight(s) differ in shape from this model ({clash[0]}, ...); "
+            "a different vocabulary? reuse that run's tokenizer (translation: task.adapter.tokenizer.from_run=<run dir>) "
+            "and the same model sizes"
+        )
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    return missing, unexpected

@@ -15,6 +15,7 @@ from encdec.data.tokenizer import SubwordTokenizer
 from encdec.errors import ConfigError, DataError
 from encdec.task import Example, MetricReport, TaskAdapter
 from encdec.types import Batch
+from encdec_tasks.translation.rewards import sentence_bleu
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class TranslationTask(TaskAdapter):
         max_tgt_len: int = 128,
     ):
         self.data = data
-        self.tok_cfg = {"model": "bpe", "vocab_size": 8000, "joint": True, **(tokenizer or {})}
+        self.tok_cfg = {"model": "bpe", "vocab_size": 8000, "joint": True, "from_run": None, **(tokenizer or {})}
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
         self.src_tok: SubwordTokenizer | None = None
         self.tgt_tok: SubwordTokenizer | None = None
@@ -50,6 +51,9 @@ class TranslationTask(TaskAdapter):
             return
         if stage != "fit":
             raise ConfigError(f"{src_path} not found: is {run_dir} a run directory of encdec-train?")
+        if self.tok_cfg["from_run"]:
+            self._copy_from_run(Path(self.tok_cfg["from_run"]), src_path, tgt_path)
+            return
         train = self.data.read("train")
         train_kw = {k: self.tok_cfg[k] for k in ("vocab_size", "model")}
         if self.tok_cfg["joint"]:
@@ -62,6 +66,28 @@ class TranslationTask(TaskAdapter):
         self.src_tok.save(src_path)
         self.tgt_tok.save(tgt_path)
         log.info("trained %s tokenizer(s): %d / %d pieces", self.tok_cfg["model"], self.src_tok.vocab_size, self.tgt_tok.vocab_size)
+
+    def _copy_from_run(self, other: Path, src_path: Path, tgt_path: Path) -> None:
+        """The vocabulary of another run (e.g. the pre-training run an `init_from` checkpoint
+        comes from), so token ids mean the same in both."""
+        other_src, other_tgt = self._paths(other)
+        for path in (other_src, other_tgt):
+            if not path.exists():
+                raise ConfigError(
+                    f"task.adapter.tokenizer.from_run={other}: {path.name} not found there "
+                    f"(is it a run directory of encdec-train with tokenizer.joint={self.tok_cfg['joint']}?)"
+                )
+        self.src_tok, self.tgt_tok = SubwordTokenizer.load(other_src), SubwordTokenizer.load(other_tgt)
+        self.src_tok.save(src_path)
+        self.tgt_tok.save(tgt_path)
+        log.info("tokenizer(s) copied from %s", other)
+
+    @property
+    def mask_id(self) -> int | None:
+        """The mask token for denoising pre-training (source side = target side), if any."""
+        if not self.tok_cfg["joint"]:
+            raise ConfigError("objective=denoise needs task.adapter.tokenizer.joint=true (one vocabulary)")
+        return self.tgt_tok.mask_id
 
     def special_ids(self) -> dict[str, int]:
         t = self.tgt_tok
@@ -143,5 +169,6 @@ class TranslationTask(TaskAdapter):
         return MetricReport(values, protocol)
 
     def reward(self, sources: list[str], outputs: list[str], references: list[str]) -> list[float]:
-        bleu = BLEU(effective_order=True)
-        return [bleu.sentence_score(o, [r]).score / 100.0 for o, r in zip(outputs, references)]
+        """Sentence BLEU in [0, 1] (the policy-gradient objectives' default reward); other
+        sentence-level rewards to mix in are in encdec_tasks.translation.rewards."""
+        return sentence_bleu(sources, outputs, references)

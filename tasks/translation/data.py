@@ -138,3 +138,17 @@ class TSVText:
                 )
             pairs.append((fields[0], fields[1]))
         return pairs
+
+
+class MonolingualText:
+    """One plain-text file (or .gz) of sentences per split, read as (line, line) pairs:
+    monolingual text for denoising pre-training (objective=denoise reads the target side and
+    makes its own noised source)."""
+
+    def __init__(self, root: str, splits: dict[str, str]):
+        self.root, self.splits = Path(root), dict(splits)
+
+    def read(self, split: str) -> Pairs:
+        if split not in self.splits:
+            raise DataError(f"no {split!r} split configured (data.splits has {sorted(self.splits)})")
+        return [(line, line) for line in read_lines(self.root / self.splits[split])]

@@ -20,7 +20,7 @@ from encdec.build import (
     build_trainer,
     ensure_run_id,
 )
-from encdec.checkpointing import load_weights
+from encdec.checkpointing import load_init_weights, load_weights
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     adapter.setup(run_dir, stage="fit")
     model = build_model(cfg, adapter)
     if cfg.init_from and not cfg.resume:
-        missing, unexpected = model.load_state_dict(load_weights(cfg.init_from), strict=False)
+        missing, unexpected = load_init_weights(model, cfg.init_from)
         log.info("init_from=%s: %d missing, %d unexpected keys", cfg.init_from, len(missing), len(unexpected))
     log.info("model: %.2fM parameters", model.num_parameters() / 1e6)
 

@@ -13,6 +13,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
+# for denoising pre-training (objective=denoise); trained after the four above so their ids
+# stay 0-3. Tokenizers trained before it was added have none (mask_id None).
+MASK = "<mask>"
 
 
 class SubwordTokenizer:
@@ -25,6 +28,7 @@ class SubwordTokenizer:
         )
         if None in (self.pad_id, self.bos_id, self.eos_id, self.unk_id):
             raise ValueError(f"tokenizer lacks one of the special tokens {SPECIALS}")
+        self.mask_id = tokenizer.token_to_id(MASK)
 
     @classmethod
     def train(
@@ -33,13 +37,13 @@ class SubwordTokenizer:
         if model == "bpe":
             tok = Tokenizer(models.BPE(unk_token=UNK))
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS,
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS + [MASK],
                 show_progress=False,
             )
         elif model == "unigram":
             tok = Tokenizer(models.Unigram())
             trainer = trainers.UnigramTrainer(
-                vocab_size=vocab_size, special_tokens=SPECIALS, unk_token=UNK, show_progress=False
+                vocab_size=vocab_size, special_tokens=SPECIALS + [MASK], unk_token=UNK, show_progress=False
             )
         else:
             raise ValueError(f"task.tokenizer.model must be 'bpe' or 'unigram', got {model!r}")
