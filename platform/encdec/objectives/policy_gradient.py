@@ -223,7 +223,7 @@ class PolicyGradient(nn.Module):
             logs["nll"] = mle_logs["nll"]
 
         logs.update(
-            reward=rewards.mean(), baseline=base.mean(), advantage_mean=adv.mean(), advantage_std=adv.std(),
+            reward=rewards.mean(), baseline=base.mean(), advantage_mean=adv.mean(), advantage_std=adv.std(correction=0),
             sample_len=mask.sum(1).float().mean(),
         )
         if greedy_r is not None:
