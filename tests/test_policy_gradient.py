@@ -105,6 +105,33 @@ def test_rewards_mix_by_weight():
     assert total == [0.5 + 4.0, 0.5 + 6.0] and parts == {"a": [1.0, 1.0], "b": [2.0, 3.0]}
 
 
+def test_rewards_mixed_by_weight_from_the_config():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import CONF_DIR
+    from encdec.build import build_component
+    from encdec_tasks.translation.rewards import sentence_bleu, sentence_chrf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "objective=rloo",
+            "objective.rewards=[{_target_:encdec.objectives.rewards.Weighted,weight:0.25},"
+            "{_target_:encdec.objectives.rewards.Weighted,weight:0.75,"
+            "fn:{_target_:encdec_tasks.translation.rewards.sentence_chrf,_partial_:true}}]",
+        ])
+    GlobalHydra.instance().clear()
+    objective = build_component(cfg.objective, "objective")
+    objective.bind(SimpleNamespace(adapter=SimpleNamespace(reward=sentence_bleu), model=None))
+    outputs, refs = ["A dog runs in the park.", "A cat."], ["A dog runs in the park.", "A small cat sits."]
+    total, parts = mix(objective.rewards, [None, None], outputs, refs)
+    bleu, chrf = sentence_bleu(None, outputs, refs), sentence_chrf(None, outputs, refs)
+    assert parts == {"task": bleu, "sentence_chrf": chrf} and bleu[0] == pytest.approx(1.0)
+    assert total == pytest.approx([0.25 * b + 0.75 * c for b, c in zip(bleu, chrf)])
+    assert 0 < chrf[1] < 1 and objective.sampler.num_return == 4
+
+
 # --- learning a known reward ----------------------------------------------------------------
 
 TARGET = NUM_SPECIALS + 3  # the symbol the reward counts

@@ -112,13 +112,28 @@ def reinforce_loss(token_lprobs: Tensor, mask: Tensor, adv: Tensor) -> Tensor:
 # --- the objective --------------------------------------------------------------------------
 
 
+def _sampler(sampling: Sampling | dict[str, Any] | None, num_samples: int) -> Sampling:
+    """The search drawing the samples: the `decoding/sampling` config (composed into
+    `objective.sampling`, so sampling options have one home) or keyword arguments for it;
+    how many samples per source is `objective.num_samples`."""
+    if sampling is None or not isinstance(sampling, Sampling):
+        try:
+            sampling = Sampling(**dict(sampling or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"objective.sampling: {exc}") from None
+    if sampling.num_return != 1:
+        raise ConfigError("set objective.num_samples, not objective.sampling.num_return")
+    sampling.num_return = num_samples
+    return sampling
+
+
 class PolicyGradient(nn.Module):
     def __init__(
         self,
         baseline: str = "greedy",
         num_samples: int = 1,
         rewards: Sequence[Any] | None = None,
-        sampling: dict[str, Any] | None = None,
+        sampling: Sampling | dict[str, Any] | None = None,
         entropy_coef: float = 0.0,
         kl_coef: float = 0.0,
         mle_weight: float = 0.0,
@@ -140,14 +155,9 @@ class PolicyGradient(nn.Module):
         self.entropy_coef, self.kl_coef, self.mle_weight = entropy_coef, kl_coef, mle_weight
         self.group_eps, self.dropout = group_eps, dropout
         self.rewards: list[Weighted] = as_weighted(rewards)
-        sampling = dict(sampling or {})
-        if "num_return" in sampling:
-            raise ConfigError("set objective.num_samples, not objective.sampling.num_return")
-        try:
-            self.sampler = Sampling(num_return=num_samples, **sampling)
-            self.greedy = Greedy(**{k: v for k, v in sampling.items() if k in _LENGTH_KEYS})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"objective.sampling: {exc}") from None
+        self.sampler = _sampler(sampling, num_samples)
+        # the greedy baseline decodes under the same length rules as the samples
+        self.greedy = Greedy(**{k: getattr(self.sampler, k) for k in _LENGTH_KEYS})
         self._mle = MLE()
         self.adapter: Any = None
 
