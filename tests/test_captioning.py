@@ -182,3 +182,28 @@ def test_image_sample_tables_reach_tensorboard_and_files(tmp_path):
     from PIL import Image
 
     assert np.array_equal(np.asarray(Image.open(tmp_path / "samples" / "val_samples_step3" / "0_0.png")), pixels)
+
+
+def test_image_tables_become_wandb_images(tmp_path):
+    import wandb
+    from pytorch_lightning.loggers import WandbLogger
+
+    from encdec.reporting import log_samples
+
+    class Recording(WandbLogger):  # records the table instead of starting a wandb run
+        def log_table(self, key, columns=None, data=None, dataframe=None, step=None):
+            self.logged = (key, columns, data, step)
+
+    logger = Recording(offline=True, save_dir=str(tmp_path))
+    table = SampleTable(["image", "output"], [[ImageCell(np.zeros((4, 4, 3), dtype=np.uint8)), "a thing"]])
+    log_samples([logger], "val/samples", table, 5, tmp_path)
+    key, columns, data, step = logger.logged
+    assert (key, columns, step) == ("val/samples", ["image", "output"], 5)
+    assert isinstance(data[0][0], wandb.Image) and data[0][1] == "a thing"
+
+
+def test_captioning_without_an_image_encoder_says_which_to_pick():
+    from encdec_tasks.captioning.adapter import CaptioningTask
+
+    with pytest.raises(ConfigError, match="encoder=cnn or encoder=vit"):
+        CaptioningTask(data=None, image_model=None)

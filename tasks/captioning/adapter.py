@@ -35,13 +35,18 @@ class CaptioningTask(TaskAdapter):
     def __init__(
         self,
         data: Any,
-        image_model: str,
+        image_model: str | None,
         image_size: int | None = None,
         tokenizer: dict[str, Any] | None = None,
         max_caption_len: int = 40,
         meteor: bool = False,
         thumbnail_size: int = 128,
     ):
+        if not image_model:
+            raise ConfigError(
+                "task=captioning needs an image encoder: set encoder=cnn or encoder=vit "
+                "(task.adapter.image_model follows encoder.model_name), or use experiment=captioning_scenes_cnn"
+            )
         self.data = data
         self.image_model, self.image_size = image_model, image_size
         self.tok_cfg = {"model": "bpe", "vocab_size": 5000, **(tokenizer or {})}
