@@ -45,8 +45,8 @@ def _create_backbone(model_name: str, pretrained: bool, checkpoint_path: str | N
             model_name, pretrained=pretrained, checkpoint_path=checkpoint_path or "",
             num_classes=0, global_pool="", **kwargs,
         )
-    except (RuntimeError, OSError, ValueError) as exc:
-        if pretrained:
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:
+        if pretrained and not isinstance(exc, TypeError):
             # offline, timm's hub download fails deep inside huggingface_hub: say what to do
             raise ConfigError(
                 f"encoder.pretrained=true: no pretrained weights for {model_name!r} could be loaded "
