@@ -32,7 +32,7 @@ class TranslationTask(TaskAdapter):
         max_tgt_len: int = 128,
     ):
         self.data = data
-        self.tok_cfg = {"model": "bpe", "vocab_size": 8000, "joint": True, "from_run": None, **(tokenizer or {})}
+        self.tok_cfg = {"model": "bpe", "vocab_size": 8000, "joint": True, "from_run": None, "mask_token": True, **(tokenizer or {})}
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
         self.src_tok: SubwordTokenizer | None = None
         self.tgt_tok: SubwordTokenizer | None = None
@@ -55,7 +55,7 @@ class TranslationTask(TaskAdapter):
             self._copy_from_run(Path(self.tok_cfg["from_run"]), src_path, tgt_path)
             return
         train = self.data.read("train")
-        train_kw = {k: self.tok_cfg[k] for k in ("vocab_size", "model")}
+        train_kw = {k: self.tok_cfg[k] for k in ("vocab_size", "model", "mask_token")}
         if self.tok_cfg["joint"]:
             self.src_tok = self.tgt_tok = SubwordTokenizer.train(
                 [s for pair in train for s in pair], **train_kw

@@ -13,8 +13,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
-# for denoising pre-training (objective=denoise); trained after the four above so their ids
-# stay 0-3. Tokenizers trained before it was added have none (mask_id None).
+# for denoising pre-training (objective=denoise), trained on request (mask_token=True) after
+# the four above so their ids stay 0-3; other tokenizers have none (mask_id None).
 MASK = "<mask>"
 
 
@@ -32,18 +32,20 @@ class SubwordTokenizer:
 
     @classmethod
     def train(
-        cls, texts: Iterable[str], vocab_size: int = 8000, model: str = "bpe", min_frequency: int = 2
+        cls, texts: Iterable[str], vocab_size: int = 8000, model: str = "bpe", min_frequency: int = 2,
+        mask_token: bool = False,
     ) -> "SubwordTokenizer":
+        specials = SPECIALS + [MASK] if mask_token else SPECIALS
         if model == "bpe":
             tok = Tokenizer(models.BPE(unk_token=UNK))
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS + [MASK],
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
                 show_progress=False,
             )
         elif model == "unigram":
             tok = Tokenizer(models.Unigram())
             trainer = trainers.UnigramTrainer(
-                vocab_size=vocab_size, special_tokens=SPECIALS + [MASK], unk_token=UNK, show_progress=False
+                vocab_size=vocab_size, special_tokens=specials, unk_token=UNK, show_progress=False
             )
         else:
             raise ValueError(f"task.tokenizer.model must be 'bpe' or 'unigram', got {model!r}")

@@ -108,7 +108,7 @@ class Denoise:
         if self.mask_id is None:
             raise ConfigError(
                 "objective=denoise needs a mask token: the task's vocabulary has none (a tokenizer "
-                "trained before <mask> was added?); train a new one or set objective.mask_id"
+                "trained without <mask>?); train one with task.adapter.tokenizer.mask_token=true or set objective.mask_id"
             )
         self.src_pad_id = enc_kw.get("pad_id", module.model.pad_id)
 
