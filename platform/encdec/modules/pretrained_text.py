@@ -76,7 +76,7 @@ class PretrainedTextEncoder(nn.Module):
         self.backbone.lr_scale = lr_scale
         if freeze:
             self.backbone.requires_grad_(False)
-            self.backbone.eval()
+        self.train()  # from_pretrained returns eval mode; a fine-tuned backbone keeps its dropout
 
     def train(self, mode: bool = True) -> "PretrainedTextEncoder":
         super().train(mode)
