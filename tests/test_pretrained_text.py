@@ -108,3 +108,18 @@ def test_qa_reads_the_encoders_tokenizer_and_trains_with_copy(bert_dir, tmp_path
     assert math.isfinite(loss.item())
     loss.backward()
     assert Greedy(max_len=5)(model.eval(), batch.src, batch.src_mask).best().size(0) == 4
+
+
+def test_translation_also_takes_the_encoders_tokenizer(bert_dir, tmp_path):
+    from encdec.build import build_adapter
+    from encdec_tasks.translation.fixtures import tiny_data_config
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["task=translation", "encoder=pretrained_bert", f"encoder.model_dir={bert_dir}"])
+    cfg.data = OmegaConf.create(tiny_data_config(tmp_path / "data"))
+    adapter = build_adapter(cfg)
+    adapter.setup(tmp_path, stage="fit")
+    assert adapter.encoder_kwargs()["vocab_size"] == transformers.BertConfig.from_pretrained(str(bert_dir)).vocab_size
+    batch = adapter.collate(list(adapter.examples("val"))[:2])
+    assert adapter.decode(batch.tgt_out)[0] == adapter.references(batch)[0].lower()  # uncased WordPiece
