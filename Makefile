@@ -14,7 +14,7 @@ QUICKSTART_RUN ?= runs/quickstart
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,pretrained]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -56,6 +56,8 @@ def test_component_configs_instantiate(group):
 
     for option in options(group):
         cfg = _compose("train", [f"{group}={option}"])
+        if "model_dir" in cfg[group]:  # reads a local model folder: tests/test_pretrained_text.py builds one
+            continue
         obj = build_component(cfg[group], group, vocab_size=50, pad_id=0)
         assert obj is not None
 

@@ -11,6 +11,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.pretrained_tokenizer import PretrainedTokenizer
 from encdec.data.tokenizer import SubwordTokenizer
 from encdec.errors import ConfigError, DataError
 from encdec.task import Example, MetricReport, TaskAdapter
@@ -32,7 +33,11 @@ class TranslationTask(TaskAdapter):
         max_tgt_len: int = 128,
     ):
         self.data = data
-        self.tok_cfg = {"model": "bpe", "vocab_size": 8000, "joint": True, "from_run": None, "mask_token": True, **(tokenizer or {})}
+        self.tok_cfg = {
+            **{"model": "bpe", "vocab_size": 8000, "joint": True},
+            **{"from_run": None, "mask_token": True, "pretrained": None},
+            **(tokenizer or {}),
+        }
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
         self.src_tok: SubwordTokenizer | None = None
         self.tgt_tok: SubwordTokenizer | None = None
@@ -45,6 +50,9 @@ class TranslationTask(TaskAdapter):
         return run_dir / "tokenizer.src.json", run_dir / "tokenizer.tgt.json"
 
     def setup(self, run_dir: Path, stage: str) -> None:
+        if self.tok_cfg["pretrained"]:  # a pretrained encoder's folder: its tokenizer on both sides
+            self.src_tok = self.tgt_tok = PretrainedTokenizer.from_model_dir(self.tok_cfg["pretrained"])
+            return
         src_path, tgt_path = self._paths(Path(run_dir))
         if src_path.exists() and tgt_path.exists():
             self.src_tok, self.tgt_tok = SubwordTokenizer.load(src_path), SubwordTokenizer.load(tgt_path)

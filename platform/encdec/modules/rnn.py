@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encdec.modules.attention import AdditiveAttention
+from encdec.modules.copy import CopyGate, check_copy_vocabulary, copy_mixture
 from encdec.modules.embeddings import TokenEmbedding
 from encdec.types import EncoderOutput
 
@@ -81,6 +82,10 @@ class RNNDecoder(nn.Module):
     Each step: cell([embed(y_prev); feed_prev]) -> h; context = attention(h, memory);
     feed = tanh(W [h; context]); logits = out(feed). The initial state comes from the
     encoder's summary vector, or from the masked mean of memory when there is none (images).
+
+    copy=True: the output is the log-probability of a pointer-generator mixture (see
+    modules/copy.py) whose copy distribution is this attention and whose gate reads
+    [h; context; embed(y_prev)].
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class RNNDecoder(nn.Module):
         pad_id: int = 0,
         embed_dim: int | None = None,
         tie_embeddings: bool = True,
+        copy: bool = False,
     ):
         super().__init__()
         embed_dim = embed_dim or d_model
@@ -108,11 +114,14 @@ class RNNDecoder(nn.Module):
         self.out = nn.Linear(embed_dim, vocab_size, bias=False)
         if tie_embeddings:
             self.out.weight = self.embed.weight
+        self.copy_gate = CopyGate(hidden_size + d_model + embed_dim) if copy else None
 
     def init_state(self, enc: EncoderOutput) -> dict:
         summary = enc.summary if enc.summary is not None else masked_mean(enc.memory, enc.memory_mask)
         h = torch.tanh(self.init_h(summary))
+        copy = {} if self.copy_gate is None else {"src_ids": check_copy_vocabulary(enc.src_ids, self.vocab_size)}
         return {
+            **copy,
             "h": h,
             "c": torch.zeros_like(h) if self.is_lstm else None,
             "feed": h.new_zeros(h.size(0), self.combine.out_features),
@@ -129,20 +138,31 @@ class RNNDecoder(nn.Module):
             h, c = self.cell(x, state["h"]), None
         context, weights = self.attention(h, state["keys"], state["memory"], state["memory_mask"])
         feed = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
-        return self.drop(feed), {**state, "h": h, "c": c, "feed": feed, "attention": weights}
+        new = {**state, "h": h, "c": c, "feed": feed, "attention": weights}
+        if self.copy_gate is not None:
+            new["gate"] = self.copy_gate(h, context, emb)
+        return self.drop(feed), new
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         out, state = self._advance(self.embed(tokens[:, None])[:, 0], state)
+        if self.copy_gate is not None:
+            return copy_mixture(self.out(out), state["gate"], state["attention"], state["src_ids"]), state
         return self.out(out), state
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput) -> Tensor:
         state = self.init_state(enc)
         embedded = self.embed(tgt_in)
-        outputs = []
+        outputs, gates, attention = [], [], []
         for t in range(tgt_in.size(1)):
             out, state = self._advance(embedded[:, t], state)
             outputs.append(out)
-        return self.out(torch.stack(outputs, dim=1))
+            if self.copy_gate is not None:
+                gates.append(state["gate"])
+                attention.append(state["attention"])
+        logits = self.out(torch.stack(outputs, dim=1))
+        if self.copy_gate is None:
+            return logits
+        return copy_mixture(logits, torch.stack(gates, 1), torch.stack(attention, 1), state["src_ids"])
 
     @staticmethod
     def reorder(state: dict, index: Tensor) -> dict:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from encdec.modules.copy import CopyAttention, CopyGate, check_copy_vocabulary, copy_mixture
 from encdec.modules.embeddings import TokenEmbedding
 from encdec.types import EncoderOutput
 
@@ -145,6 +146,10 @@ class TransformerDecoder(nn.Module):
 
     The incremental state holds, per layer, the cross-attention keys/values (computed once
     from the memory) and the growing self-attention keys/values.
+
+    copy=True: the output is the log-probability of a pointer-generator mixture (see
+    modules/copy.py) whose copy distribution is one extra attention head from the final
+    states to the memory and whose gate reads [state; copy context].
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class TransformerDecoder(nn.Module):
         activation_dropout: float = 0.0,
         pad_id: int = 0,
         tie_embeddings: bool = True,
+        copy: bool = False,
     ):
         super().__init__()
         self.d_model, self.vocab_size = d_model, vocab_size
@@ -171,6 +177,22 @@ class TransformerDecoder(nn.Module):
         self.out = nn.Linear(d_model, vocab_size, bias=False)
         if tie_embeddings:
             self.out.weight = self.embed.weight
+        self.copy_attn = CopyAttention(d_model) if copy else None
+        self.copy_gate = CopyGate(2 * d_model) if copy else None
+
+    def _copy_output(self, x: Tensor, copy: dict, group: int = 1) -> Tensor:
+        """x [N,T,D] final (normed) states -> mixture log-probs [N,T,V]."""
+        context, weights = self.copy_attn(x, copy["keys"], copy["memory"], copy["mask"], group)
+        src_ids = copy["src_ids"].repeat_interleave(group, 0) if group > 1 else copy["src_ids"]
+        return copy_mixture(self.out(x), self.copy_gate(x, context), weights, src_ids)
+
+    def _copy_state(self, enc: EncoderOutput, every: int = 1) -> dict:
+        return {
+            "keys": self.copy_attn.prepare(enc.memory[::every]),
+            "memory": enc.memory[::every],
+            "mask": enc.memory_mask[::every],
+            "src_ids": check_copy_vocabulary(enc.src_ids, self.vocab_size)[::every],
+        }
 
     def _cross_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         # contiguous once here, instead of a copy inside every attention matmul
@@ -185,11 +207,15 @@ class TransformerDecoder(nn.Module):
         x = self.embed(tgt_in)
         for layer, cross_kv in zip(self.layers, self._cross_kv(enc.memory)):
             x, _ = layer(x, cross_kv, memory_keep, causal=causal)
+        if self.copy_attn is not None:
+            return self._copy_output(self.norm(x), self._copy_state(enc))
         return self.out(self.norm(x))
 
     def init_state(self, enc: EncoderOutput) -> dict:
         g = enc.group_size  # rows of one source share its cross-attention keys/values
+        copy = {} if self.copy_attn is None else {"copy": self._copy_state(enc, g)}
         return {
+            **copy,
             "pos": 0,
             "group": g,
             "memory_keep": enc.memory_mask[::g, None, None, :],
@@ -203,7 +229,10 @@ class TransformerDecoder(nn.Module):
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"]):
             x, kv = layer(x, cross_kv, state["memory_keep"], cache=cache, group=state["group"])
             new_self.append(kv)
-        logits = self.out(self.norm(x))[:, 0]
+        if "copy" in state:
+            logits = self._copy_output(self.norm(x), state["copy"], state["group"])[:, 0]
+        else:
+            logits = self.out(self.norm(x))[:, 0]
         return logits, {**state, "pos": state["pos"] + 1, "self": new_self}
 
     @staticmethod
@@ -218,4 +247,6 @@ class TransformerDecoder(nn.Module):
             return reordered
         reordered["memory_keep"] = state["memory_keep"].index_select(0, index)
         reordered["cross"] = [pick(kv) for kv in state["cross"]]
+        if "copy" in state:
+            reordered["copy"] = {k: v.index_select(0, index) for k, v in state["copy"].items()}
         return reordered
