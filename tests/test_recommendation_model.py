@@ -232,3 +232,21 @@ def test_bpr_trains_and_beam_search_returns_distinct_next_items(task):
         from encdec.modules.transformer import TransformerDecoder
         other = EncoderDecoder(model.encoder, TransformerDecoder(task.vocab_size, 32, 1, 2, 64), BOS, EOS, PAD)
         SampledSoftmax(4).loss(other, test)
+
+
+def test_multi_step_targets_collate_with_one_eos_after_the_real_items(task):
+    for stride in (None, 3):
+        adapter = RecommendationTask(task.data, max_history=4, target_len=2, train_stride=stride)
+        adapter.setup(task_dir(task), "eval")
+        batch = adapter.collate(list(adapter.examples("train"))[:6])
+        real = batch.tgt_out > EOS
+        lengths = real.sum(1)
+        assert lengths.max() == 2 and (batch.tgt_in[:, 0] == BOS).all()
+        eos_at = torch.where(lengths > 0, (batch.tgt_out == EOS).float().argmax(1), -1)
+        assert torch.equal(eos_at[lengths > 0], lengths[lengths > 0])  # EOS right after the items
+        assert torch.equal(batch.tgt_in[:, 1:][real[:, :-1]], batch.tgt_out[real])  # teacher forcing shift
+        if stride:  # one target row per real window position
+            assert batch.tgt_in.size(0) == int(batch.src_mask.sum())
+    model = tiny_model(task.vocab_size)
+    with pytest.raises(ValueError, match="one row per source, or one per real source position"):
+        model(batch.src, batch.src_mask, batch.tgt_in[:-1])
