@@ -24,10 +24,10 @@ BENCH = ROOT / "bench"
 EXPERIMENTS = {"SASRec": "ml100k_sasrec", "GRU4Rec": "ml100k_gru4rec"}
 
 
-def run(cmd: list[str], env: dict, log) -> float:
+def run(cmd: list[str], env: dict, log, cwd: Path = ROOT) -> float:
     print("$", " ".join(cmd), file=log, flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see the log")
     return time.perf_counter() - start
@@ -64,7 +64,7 @@ def main() -> None:
         run([str(BENCH / ".venv-recbole" / "bin" / "python"), str(BENCH / "recbole_side.py"), "--model", model,
              "--data-path", str(data_dir.parent), "--epochs", str(args.epochs), "--layers", str(args.layers),
              "--out", str(rb_out), "--checkpoint-dir", str(out_dir / "recbole_saved")],
-            {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}, log)
+            {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}, log, cwd=out_dir)  # its log_tensorboard/ lands there
         rb = json.loads(rb_out.read_text())
         run_dir = out_dir / f"encdec_{model}"
         layer_key = "encoder.layers"
