@@ -41,9 +41,12 @@ def task_setup(request, tmp_path):
     task = request.param
     fixtures = _fixtures(task)
     data_cfg = fixtures.tiny_data_config(tmp_path / "data")
+    # TINY_MODEL's task.* overrides (a tokenizer size) apply only to tasks that have the key
+    task_cfg = OmegaConf.create({"task": OmegaConf.load(CONF_DIR / "task" / f"{task}.yaml")})
+    tiny = [o for o in TINY_MODEL if not o.startswith("task.") or OmegaConf.select(task_cfg, o.split("=")[0]) is not None]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"task={task}", *TINY_MODEL, *fixtures.TINY_TASK_OVERRIDES])
+        cfg = compose("train", overrides=[f"task={task}", *tiny, *fixtures.TINY_TASK_OVERRIDES])
     cfg.data = OmegaConf.create(data_cfg)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
