@@ -155,11 +155,13 @@ class SeqGAN(nn.Module):
         batches = trainer.num_training_batches
         self.steps_per_epoch = int(batches) if batches != float("inf") else self.steps_per_epoch
         g_opt, d_opt = module.optimizers()
-        phase_index = PHASES.index(self.phase)
+        self._skip_empty_phases(module.model)
+        # the phase this step belongs to and its index within that phase (0-based)
+        phase_index, phase_step = PHASES.index(self.phase), self.phase_step
         logs = self.step(module.model, batch, g_opt, d_opt, module.manual_backward)
         n = len(batch)
         module.log("seqgan/phase", float(phase_index), prog_bar=True, batch_size=n)
-        module.log("seqgan/phase_step", float(self.phase_step), batch_size=n)
+        module.log("seqgan/phase_step", float(phase_step), batch_size=n)
         for name, value in logs.items():
             module.log(f"train/{name}", value, batch_size=n, prog_bar=name == "loss")
         if self.phase == "done":
@@ -212,9 +214,9 @@ class SeqGAN(nn.Module):
         return F.pad(tokens, (0, self.max_len - tokens.size(1)), value=model.pad_id)
 
     def _pick(self, logits: Tensor, t: int, model) -> Tensor:
-        logits = logits.float()
         banned = [model.pad_id, model.bos_id] + ([model.eos_id] if t < self.min_len else [])
-        logits[:, banned] = float("-inf")
+        # out of place: a decoder may hand back a view of its own tensors
+        logits = logits.float().index_fill(1, torch.tensor(banned, device=logits.device), float("-inf"))
         return sample_categorical(F.softmax(logits, dim=-1))
 
     @torch.no_grad()
@@ -283,8 +285,9 @@ class SeqGAN(nn.Module):
         )
         logp = F.log_softmax(model(src, src_mask, tgt_in).float(), dim=-1)
         token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        keep = self.token_mask(tokens, model)
-        return -(token_logp * rewards.detach() * keep).sum() / keep.sum().clamp_min(1)
+        keep = tokens != model.pad_id
+        weighted = (token_logp * rewards.detach()).masked_fill(~keep, 0.0)  # log p(pad) may be -inf
+        return -weighted.sum() / keep.sum().clamp_min(1)
 
     @torch.no_grad()
     def update_rollout(self, model) -> None:
