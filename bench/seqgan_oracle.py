@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from encdec.model import EncoderDecoder
 from encdec.modules.constant_encoder import ConstantEncoder
@@ -54,7 +55,11 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing probes)")
     ap.add_argument("--d-filter-scale", type=float, default=1.0, help="scale the paper's filter numbers")
     ap.add_argument("--save", default=None, help="save generator+objective state at the end of each phase here")
+    ap.add_argument("--sweep", nargs="*", default=None, help="saved .pt generators: run the temperature sweep instead")
+    ap.add_argument("--temperatures", nargs="*", type=float, default=[0.7, 0.8, 0.9, 1.0, 1.1])
     args = ap.parse_args()
+    if args.sweep:
+        return temperature_sweep(args)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     start = time.time()
@@ -165,6 +170,41 @@ def main() -> None:
             break
     value, eval_s = nll_oracle()
     record(event="final", phase=objective.phase, nll_oracle=value, total_wall_min=round((time.time() - start) / 60, 2))
+    if args.save:
+        torch.save({"model": model.state_dict(), "objective": objective.state_dict()}, f"{args.save}.final.pt")
+
+
+def temperature_sweep(args) -> None:
+    """Quality (NLL-oracle) against coverage (the model's NLL of held-out oracle data, both
+    at temperature T) for saved generators: Caccia et al.'s comparison along the curve."""
+    torch.set_num_threads(1)
+    data = OracleData(root=args.data_dir, seed=args.seed)
+    oracle, held_out = data.oracle(), data.read("test")
+    ids = oracle_special_ids(oracle.vocab_size)
+    vocab, d = oracle.vocab_size + 3, args.hidden
+    sink = Path(args.out).open("w")
+    for path in args.sweep:
+        model = EncoderDecoder(
+            ConstantEncoder(d),
+            RNNDecoder(vocab, d_model=d, hidden_size=d, cell="lstm", dropout=0.0, embed_dim=d, tie_embeddings=False),
+            **ids,
+        )
+        model.load_state_dict(torch.load(path, weights_only=True)["model"])
+        model.eval()
+        for temperature in args.temperatures:
+            sampler = SeqGAN(nn.Identity(), max_len=20, min_len=20, temperature=temperature)
+            torch.manual_seed(args.seed)
+            with torch.no_grad():
+                src = torch.zeros(1000, 1, dtype=torch.long)
+                samples = torch.cat([sampler.sample(model, src, None) for _ in range(args.eval_samples // 1000)])
+                batch = collate_oracle(held_out, ids)
+                logits = model(batch.src, batch.src_mask, batch.tgt_in)[:, :20] / temperature
+                logits[..., [ids["pad_id"], ids["bos_id"], ids["eos_id"]]] = float("-inf")
+                nll_test = float(-torch.log_softmax(logits, -1).gather(-1, batch.tgt_out[:, :20, None]).mean())
+            row = {"model": path, "temperature": temperature, "nll_oracle": oracle.nll_oracle(samples), "nll_test": nll_test}
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

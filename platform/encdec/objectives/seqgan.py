@@ -60,6 +60,7 @@ class SeqGAN(nn.Module):
         grad_clip: float = 5.0,
         label_smoothing: float = 0.0,
         discriminator_chunk: int = 4096,
+        temperature: float = 1.0,
     ):
         super().__init__()
         if rollouts < 1 or max_len < 1 or generator_steps < 1 or discriminator_steps < 0:
@@ -80,6 +81,9 @@ class SeqGAN(nn.Module):
         self.generator_lr, self.discriminator_lr, self.grad_clip = generator_lr, discriminator_lr, grad_clip
         self.mle = MLE(label_smoothing)
         self.discriminator_chunk = discriminator_chunk  # rows per discriminator call in rollouts
+        if temperature <= 0:
+            raise ConfigError(f"objective.temperature must be > 0, got {temperature}")
+        self.temperature = temperature  # of every sample the objective draws (the paper: 1)
         self.phase, self.phase_step = PHASES[0], 0
         self.steps_per_epoch = 1
 
@@ -217,6 +221,8 @@ class SeqGAN(nn.Module):
         banned = [model.pad_id, model.bos_id] + ([model.eos_id] if t < self.min_len else [])
         # out of place: a decoder may hand back a view of its own tensors
         logits = logits.float().index_fill(1, torch.tensor(banned, device=logits.device), float("-inf"))
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         return sample_categorical(F.softmax(logits, dim=-1))
 
     @torch.no_grad()
@@ -234,7 +240,7 @@ class SeqGAN(nn.Module):
 
     @torch.no_grad()
     def sample(self, model, src: Tensor, src_mask: Tensor | None) -> Tensor:
-        """[B, max_len] sampled tokens at temperature 1 (EOS kept, pad after it)."""
+        """[B, max_len] sampled tokens (EOS kept, pad after it)."""
         was_training = model.training
         model.eval()
         state = model.decoder.init_state(model.encode(src, src_mask))
