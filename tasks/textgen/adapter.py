@@ -134,8 +134,8 @@ class TextGenTask(TaskAdapter):
 
     def metrics(self, outputs: list[str], references: list[str], split: str) -> MetricReport:
         """BLEU-n of each output against every held-out reference of the split (quality) and
-        self-BLEU-n among the outputs (diversity), both over at most max_eval_samples."""
-        outputs, references = outputs[: self.max_eval_samples], references[: self.max_eval_samples]
+        self-BLEU-n among the outputs (diversity), over at most max_eval_samples outputs."""
+        outputs = outputs[: self.max_eval_samples]  # references: the whole split, always
         quality = corpus_bleu(outputs, references, self.bleu_orders)
         diversity = self_bleu(outputs, self.bleu_orders)
         values, protocol = {}, {}
