@@ -105,6 +105,7 @@ def _seqgan_args(tmp_path, run):
         "objective.discriminator.num_filters=[4,4,4]",
         "decoding.max_len=9", "decoding.min_len=8", "checkpoint_every_n_steps=1",
         "trainer.check_val_every_n_epoch=1000", "trainer.log_every_n_steps=1", "test_after_training=false",
+        "callbacks=none",
         f"hydra.run.dir={run}",
     ]
 
@@ -137,3 +138,22 @@ def test_cli_seqgan_resumes_mid_phase(tmp_path):
     # logged at every step: (phase index, step within the phase); no phase restarts
     expected = [(0, i) for i in range(4)] + [(1, i) for i in range(4)] + [(2, i) for i in range(4)]
     assert [(p, s) for _, p, s in sorted(_logged_phases(run))] == expected
+
+
+def test_prefix_conditioned_examples_split_source_and_continuation(tmp_path):
+    from encdec_tasks.textgen import TextGenTask
+    from encdec_tasks.textgen.data import TextFile
+
+    corpus = write_sentences(tmp_path / "corpus")
+    data = TextFile(str(corpus), {"train": "train.txt", "val": "val.txt", "test": "test.txt"})
+    task = TextGenTask(data, tokenizer={"vocab_size": 120}, prefix_words=2)
+    task.setup(tmp_path, "fit")
+    sentence = data.read("val")[0]
+    batch = task.collate(list(task.examples("val"))[:3])
+    words = sentence.split()
+    assert batch.meta["source"][0] == " ".join(words[:2]) and batch.meta["ref"][0] == " ".join(words[2:])
+    assert task.tok.decode(batch.src[0][batch.src_mask[0]].tolist()).split() == words[:2]
+    assert task.decode(batch.tgt_out[:1])[0].split() == words[2:]
+    unconditional = TextGenTask(data, tokenizer={"vocab_size": 120})
+    unconditional.setup(tmp_path, "eval")
+    assert unconditional.collate(list(unconditional.examples("val"))[:2]).src.shape == (2, 1)
