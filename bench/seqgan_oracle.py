@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing probes)")
     ap.add_argument("--d-filter-scale", type=float, default=1.0, help="scale the paper's filter numbers")
     ap.add_argument("--save", default=None, help="save generator+objective state at the end of each phase here")
+    ap.add_argument("--resume-from", default=None, help="a saved .pt (model + objective state) to continue from")
+    ap.add_argument("--reward-baseline", default="none", choices=["none", "batch_mean"])
+    ap.add_argument("--fresh-adversarial-adam", action="store_true")
     ap.add_argument("--sweep", nargs="*", default=None, help="saved .pt generators: run the temperature sweep instead")
     ap.add_argument("--temperatures", nargs="*", type=float, default=[0.7, 0.8, 0.9, 1.0, 1.1])
     args = ap.parse_args()
@@ -99,8 +102,14 @@ def main() -> None:
         min_len=20,
         generator_lr=args.g_lr,
         discriminator_lr=args.d_lr,
+        reward_baseline=args.reward_baseline,
+        fresh_adversarial_optimizer=args.fresh_adversarial_adam,
     )
     objective.setup(model, {"vocab_size": vocab, "pad_id": ids["pad_id"]})
+    if args.resume_from:  # weights and phase counters (optimiser moments start fresh)
+        saved = torch.load(args.resume_from, weights_only=True)
+        model.load_state_dict(saved["model"])
+        objective.load_state_dict(saved["objective"])
     g_opt, d_opt = objective.make_optimizers(model)
     steps_per_epoch = (len(train) + args.batch_size - 1) // args.batch_size
     objective.steps_per_epoch = steps_per_epoch

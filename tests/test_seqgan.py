@@ -256,3 +256,13 @@ def test_phases_run_in_order_with_their_lengths_and_state_round_trips():
     fresh.load_state_dict(state)
     assert (fresh.phase, fresh.phase_step) == ("done", 0)
     assert PHASES[-1] == "done"
+
+
+def test_batch_mean_baseline_centres_rewards_per_position_over_real_tokens():
+    model, obj = _stub([0, 0, 0, 0.5, 0.5], CountingDiscriminator(4, 1.0, 0.0), reward_baseline="batch_mean")
+    tokens = torch.tensor([[3, 3, EOS], [4, EOS, PAD]])
+    rewards = torch.tensor([[0.2, 0.4, 0.9], [0.6, 0.8, 0.0]])
+    adv = obj.advantages(rewards, tokens, model)
+    assert torch.allclose(adv, torch.tensor([[-0.2, -0.2, 0.0], [0.2, 0.2, 0.0]]))
+    paper = SeqGAN(CountingDiscriminator(4, 1.0, 0.0))
+    assert torch.equal(paper.advantages(rewards, tokens, model), rewards)

@@ -61,6 +61,8 @@ class SeqGAN(nn.Module):
         label_smoothing: float = 0.0,
         discriminator_chunk: int = 4096,
         temperature: float = 1.0,
+        reward_baseline: str = "none",
+        fresh_adversarial_optimizer: bool = False,
     ):
         super().__init__()
         if rollouts < 1 or max_len < 1 or generator_steps < 1 or discriminator_steps < 0:
@@ -84,6 +86,12 @@ class SeqGAN(nn.Module):
         if temperature <= 0:
             raise ConfigError(f"objective.temperature must be > 0, got {temperature}")
         self.temperature = temperature  # of every sample the objective draws (the paper: 1)
+        if reward_baseline not in ("none", "batch_mean"):
+            raise ConfigError(f"objective.reward_baseline must be 'none' (the paper) or 'batch_mean', got {reward_baseline!r}")
+        # batch_mean: subtract the batch's mean reward at each position (variance reduction,
+        # not in the paper); fresh_adversarial_optimizer: the paper's code gives the
+        # adversarial updates their own Adam, i.e. no moments carried over from MLE
+        self.reward_baseline, self.fresh_adversarial_optimizer = reward_baseline, fresh_adversarial_optimizer
         self.phase, self.phase_step = PHASES[0], 0
         self.steps_per_epoch = 1
 
@@ -147,6 +155,8 @@ class SeqGAN(nn.Module):
                 logs = self.discriminator_step(model, batch, d_opt, backward)
         if phase != "done":
             self._advance(model)
+            if self.phase == "adversarial" != phase and self.fresh_adversarial_optimizer:
+                getattr(g_opt, "optimizer", g_opt).state.clear()
         return logs
 
     def _skip_empty_phases(self, model: nn.Module) -> None:
@@ -199,7 +209,7 @@ class SeqGAN(nn.Module):
     def adversarial_generator_step(self, model, batch: Batch, opt, backward) -> dict[str, float]:
         tokens = self.sample(model, batch.src, batch.src_mask)
         rewards = self.rollout_rewards(batch.src, batch.src_mask, tokens, model)
-        loss = self.policy_gradient_loss(model, batch.src, batch.src_mask, tokens, rewards)
+        loss = self.policy_gradient_loss(model, batch.src, batch.src_mask, tokens, self.advantages(rewards, tokens, model))
         self._update(loss, model.parameters(), opt, backward)
         self.update_rollout(model)
         keep = self.token_mask(tokens, model)
@@ -281,6 +291,15 @@ class SeqGAN(nn.Module):
         rewards = torch.cat([by_position, prob[rows * n * (length - 1) :, None]], dim=1)
         policy.train(policy_was), disc.train(disc_was)
         return rewards * self.token_mask(tokens, model)
+
+    def advantages(self, rewards: Tensor, tokens: Tensor, model) -> Tensor:
+        """The rewards (the paper), or minus the batch mean at each position over the rows
+        that have a token there."""
+        if self.reward_baseline == "none":
+            return rewards
+        keep = self.token_mask(tokens, model)
+        mean = (rewards * keep).sum(0, keepdim=True) / keep.sum(0, keepdim=True).clamp_min(1)
+        return (rewards - mean) * keep
 
     def policy_gradient_loss(self, model, src, src_mask, tokens: Tensor, rewards: Tensor) -> Tensor:
         """REINFORCE with per-token rewards: -sum_t r_t log p(y_t | y_<t), averaged over
