@@ -30,8 +30,17 @@ class MetricReport:
 
 
 @dataclass
+class ImageCell:
+    """An image in a SampleTable cell: uint8 pixels [H, W, 3]. Loggers show it as an image
+    (wandb.Image, TensorBoard image with the row's text drawn beneath)."""
+
+    pixels: Any
+
+
+@dataclass
 class SampleTable:
-    """Rows worth looking at in a dashboard (source, reference, hypothesis...)."""
+    """Rows worth looking at in a dashboard (source, reference, hypothesis...); a cell may be
+    an ImageCell."""
 
     columns: list[str]
     rows: list[list[Any]]

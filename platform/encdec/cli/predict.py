@@ -29,10 +29,11 @@ def predict_lines(lines: list[str], adapter, model, decoding, batch_size: int) -
     return results
 
 
-def _write(results, out: TextIO, with_scores: bool) -> None:
-    for n_best in results:
+def _write(results, out: TextIO, with_scores: bool, names: list[str] | None = None) -> None:
+    for i, n_best in enumerate(results):
         for output, score in n_best:
-            out.write(f"{output}\t{score:.4f}\n" if with_scores else f"{output}\n")
+            prefix = f"{names[i]}\t" if names else ""
+            out.write(f"{prefix}{output}\t{score:.4f}\n" if with_scores else f"{prefix}{output}\n")
     out.flush()
 
 
@@ -40,6 +41,8 @@ def _read_input(path: str) -> Iterable[str]:
     if path == "-":
         return sys.stdin.read().splitlines()
     p = Path(path)
+    if p.is_dir():  # a folder of inputs (e.g. images): one line per file, its path
+        return [str(f) for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
     if not p.exists():
         raise ConfigError(f"input={path}: file not found")
     return p.read_text(encoding="utf-8").splitlines()
@@ -65,11 +68,13 @@ def predict(cfg: DictConfig) -> None:
         raise ConfigError("give input=<file> (or input=- for stdin), or interactive=true")
     lines = [line for line in _read_input(cfg.input)]
     results = predict_lines(lines, adapter, model, decoding, cfg.batch_size)
+    # outputs for a folder start with the file name they belong to
+    names = [Path(line).name for line in lines] if Path(cfg.input).is_dir() else None
     if cfg.output:
         with open(cfg.output, "w", encoding="utf-8") as f:
-            _write(results, f, cfg.scores)
+            _write(results, f, cfg.scores, names)
     else:
-        _write(results, sys.stdout, cfg.scores)
+        _write(results, sys.stdout, cfg.scores, names)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="predict", version_base="1.3")
