@@ -8,16 +8,20 @@ Adapters live in `tasks/<name>/` and are wired by `conf/task/<name>.yaml`.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from torch import Tensor
 
+from encdec.data.tokenizer import SubwordTokenizer
+from encdec.errors import ConfigError
 from encdec.types import Batch
 
 Example = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,3 +106,34 @@ class TaskAdapter(ABC):
     def reward(self, sources: list[Any], outputs: list[Any], references: list[Any]) -> list[float]:
         """Sentence-level task metric, the default reward for RL objectives."""
         raise NotImplementedError(f"{type(self).__name__} defines no reward")
+
+
+class SharedVocabularyTask(TaskAdapter):
+    """An adapter whose target side (and text source, if any) uses one subword tokenizer,
+    `self.tok`, trained on the training split and saved with the run as tokenizer.json.
+    Subclasses set `self.tok_cfg` ({'model', 'vocab_size'}) and call `load_or_train_tokenizer`
+    from `setup`."""
+
+    tok: Any = None
+    tok_cfg: dict[str, Any]
+
+    def load_or_train_tokenizer(self, run_dir: Path, stage: str, train_texts: Callable[[], Iterable[str]]) -> None:
+        path = Path(run_dir) / "tokenizer.json"
+        if path.exists():
+            self.tok = SubwordTokenizer.load(path)
+            return
+        if stage != "fit":
+            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
+        cfg = self.tok_cfg
+        self.tok = SubwordTokenizer.train(list(train_texts()), vocab_size=cfg["vocab_size"], model=cfg["model"])
+        self.tok.save(path)
+        log.info("%s: trained a %s tokenizer, %d pieces", type(self).__name__, cfg["model"], self.tok.vocab_size)
+
+    def special_ids(self) -> dict[str, int]:
+        return {"bos_id": self.tok.bos_id, "eos_id": self.tok.eos_id, "pad_id": self.tok.pad_id}
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
+
+    def decoder_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}

@@ -14,12 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.collate import teacher_forcing
 from encdec.data.tokenizer import SubwordTokenizer
 from encdec.errors import ConfigError, DataError
 from encdec.modules.image_encoders import input_transform
-from encdec.task import Example, ImageCell, MetricReport, SampleTable, TaskAdapter
+from encdec.task import Example, ImageCell, MetricReport, SampleTable, SharedVocabularyTask
 from encdec.types import Batch
 from encdec_tasks.captioning import metrics as M
 from encdec_tasks.captioning.data import load_image
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class CaptioningTask(TaskAdapter):
+class CaptioningTask(SharedVocabularyTask):
     monitor = "val/cider_d"
     monitor_mode = "max"
 
@@ -58,25 +58,10 @@ class CaptioningTask(TaskAdapter):
 
     # -- vocabulary -----------------------------------------------------------------------
     def setup(self, run_dir: Path, stage: str) -> None:
-        path = Path(run_dir) / "tokenizer.json"
-        if path.exists():
-            self.tok = SubwordTokenizer.load(path)
-            return
-        if stage != "fit":
-            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
-        texts = [c for item in self.data.read("train") for c in item.captions]
-        self.tok = SubwordTokenizer.train(texts, vocab_size=self.tok_cfg["vocab_size"], model=self.tok_cfg["model"])
-        self.tok.save(path)
-        log.info("trained a %s caption tokenizer: %d pieces", self.tok_cfg["model"], self.tok.vocab_size)
-
-    def special_ids(self) -> dict[str, int]:
-        return {"bos_id": self.tok.bos_id, "eos_id": self.tok.eos_id, "pad_id": self.tok.pad_id}
+        self.load_or_train_tokenizer(run_dir, stage, lambda: [c for item in self.data.read("train") for c in item.captions])
 
     def encoder_kwargs(self) -> dict[str, Any]:
         return {}  # an image encoder needs nothing from the captions
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
 
     # -- examples and batches -------------------------------------------------------------
     def _encode(self, text: str) -> Tensor:
@@ -121,9 +106,7 @@ class CaptioningTask(TaskAdapter):
         if examples[0]["tgt"] is None:
             return Batch(src=src, meta=meta)
         t = self.tok
-        bos, eos = torch.tensor([t.bos_id]), torch.tensor([t.eos_id])
-        tgt_in = pad_sequence([torch.cat([bos, e["tgt"]]) for e in examples], batch_first=True, padding_value=t.pad_id)
-        tgt_out = pad_sequence([torch.cat([e["tgt"], eos]) for e in examples], batch_first=True, padding_value=t.pad_id)
+        tgt_in, tgt_out = teacher_forcing([e["tgt"] for e in examples], t.bos_id, t.eos_id, t.pad_id)
         return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, meta=meta)
 
     def parse_inputs(self, lines: list[str]) -> list[Example]:

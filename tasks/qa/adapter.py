@@ -21,12 +21,12 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.collate import pad_source, teacher_forcing
 from encdec.data.pretrained_tokenizer import PretrainedTokenizer
 from encdec.data.tokenizer import SubwordTokenizer
-from encdec.errors import ConfigError, DataError
-from encdec.task import Example, MetricReport, SampleTable, TaskAdapter
+from encdec.errors import DataError
+from encdec.task import Example, MetricReport, SampleTable, SharedVocabularyTask
 from encdec.types import Batch
 from encdec_tasks.qa.metrics import PROTOCOL, best_over_references, exact_match, f1_score
 from encdec_tasks.qa.squad import QAItem
@@ -59,7 +59,7 @@ def _text(output: Any) -> str:
     return output
 
 
-class QATask(TaskAdapter):
+class QATask(SharedVocabularyTask):
     monitor = "val/f1"
     monitor_mode = "max"
 
@@ -87,28 +87,13 @@ class QATask(TaskAdapter):
             if stage == "fit" and not path.exists():  # a copy with the run, for the record
                 shutil.copyfile(Path(pretrained).expanduser() / "tokenizer.json", path)
             return
-        if path.exists():
-            self.tok = SubwordTokenizer.load(path)
-            return
-        if stage != "fit":
-            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
+        self.load_or_train_tokenizer(run_dir, stage, self._tokenizer_texts)
+
+    def _tokenizer_texts(self) -> list[str]:
         train = self.data.read("train")
         contexts = list(dict.fromkeys(item.context for item in train))
         texts = contexts + [item.question for item in train] + [a for item in train for a in item.answers]
-        self.tok = SubwordTokenizer.train(
-            texts + [ALPHABET_LINE], vocab_size=self.tok_cfg["vocab_size"], model=self.tok_cfg["model"]
-        )
-        self.tok.save(path)
-        log.info("trained a joint %s tokenizer for QA: %d pieces", self.tok_cfg["model"], self.tok.vocab_size)
-
-    def special_ids(self) -> dict[str, int]:
-        return {"bos_id": self.tok.bos_id, "eos_id": self.tok.eos_id, "pad_id": self.tok.pad_id}
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
+        return texts + [ALPHABET_LINE]  # every character a piece: unseen names stay spellable
 
     # -- examples -------------------------------------------------------------------------
     def _source(self, question: str, context: str) -> tuple[list[int], int, bool]:
@@ -169,16 +154,12 @@ class QATask(TaskAdapter):
         return max(len(example["src"]), 0 if tgt is None else len(tgt) + 1)
 
     def collate(self, examples: list[Example]) -> Batch:
-        pad = self.tok.pad_id
-        src = pad_sequence([e["src"] for e in examples], batch_first=True, padding_value=pad)
-        lengths = torch.tensor([len(e["src"]) for e in examples])
-        src_mask = torch.arange(src.size(1))[None, :] < lengths[:, None]
+        t = self.tok
+        src, src_mask = pad_source([e["src"] for e in examples], t.pad_id)
         meta = {"source": [e["source"] for e in examples], "ref": [e["ref"] for e in examples]}
         if examples[0]["tgt"] is None:
             return Batch(src=src, src_mask=src_mask, meta=meta)
-        bos, eos = torch.tensor([self.tok.bos_id]), torch.tensor([self.tok.eos_id])
-        tgt_in = pad_sequence([torch.cat([bos, e["tgt"]]) for e in examples], batch_first=True, padding_value=pad)
-        tgt_out = pad_sequence([torch.cat([e["tgt"], eos]) for e in examples], batch_first=True, padding_value=pad)
+        tgt_in, tgt_out = teacher_forcing([e["tgt"] for e in examples], t.bos_id, t.eos_id, t.pad_id)
         return Batch(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out, meta=meta)
 
     def parse_inputs(self, lines: list[str]) -> list[Example]:

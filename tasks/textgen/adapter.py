@@ -17,18 +17,18 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.collate import pad_source, teacher_forcing
 from encdec.data.tokenizer import SubwordTokenizer
 from encdec.errors import ConfigError
-from encdec.task import Example, MetricReport, SampleTable, TaskAdapter
+from encdec.task import Example, MetricReport, SampleTable, SharedVocabularyTask
 from encdec.types import Batch
 from encdec_tasks.textgen.metrics import corpus_bleu, self_bleu
 
 log = logging.getLogger(__name__)
 
 
-class TextGenTask(TaskAdapter):
+class TextGenTask(SharedVocabularyTask):
     monitor = "val/loss"
     monitor_mode = "min"
 
@@ -53,26 +53,7 @@ class TextGenTask(TaskAdapter):
 
     # -- vocabulary ---------------------------------------------------------------------------
     def setup(self, run_dir: Path, stage: str) -> None:
-        path = Path(run_dir) / "tokenizer.json"
-        if path.exists():
-            self.tok = SubwordTokenizer.load(path)
-            return
-        if stage != "fit":
-            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
-        self.tok = SubwordTokenizer.train(
-            self.data.read("train"), vocab_size=self.tok_cfg["vocab_size"], model=self.tok_cfg["model"]
-        )
-        self.tok.save(path)
-        log.info("trained %s tokenizer: %d pieces", self.tok_cfg["model"], self.tok.vocab_size)
-
-    def special_ids(self) -> dict[str, int]:
-        return {"bos_id": self.tok.bos_id, "eos_id": self.tok.eos_id, "pad_id": self.tok.pad_id}
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
+        self.load_or_train_tokenizer(run_dir, stage, lambda: self.data.read("train"))
 
     # -- examples -----------------------------------------------------------------------------
     def _split(self, sentence: str) -> tuple[str, str]:
@@ -106,12 +87,8 @@ class TextGenTask(TaskAdapter):
 
     def collate(self, examples: list[Example]) -> Batch:
         t = self.tok
-        src = pad_sequence([e["src"] for e in examples], batch_first=True, padding_value=t.pad_id)
-        lengths = torch.tensor([len(e["src"]) for e in examples])
-        src_mask = torch.arange(src.size(1))[None, :] < lengths[:, None]
-        bos, eos = torch.tensor([t.bos_id]), torch.tensor([t.eos_id])
-        tgt_in = pad_sequence([torch.cat([bos, e["tgt"]]) for e in examples], batch_first=True, padding_value=t.pad_id)
-        tgt_out = pad_sequence([torch.cat([e["tgt"], eos]) for e in examples], batch_first=True, padding_value=t.pad_id)
+        src, src_mask = pad_source([e["src"] for e in examples], t.pad_id)
+        tgt_in, tgt_out = teacher_forcing([e["tgt"] for e in examples], t.bos_id, t.eos_id, t.pad_id)
         meta = {"source": [e["source"] for e in examples], "ref": [e["ref"] for e in examples]}
         return Batch(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out, meta=meta)
 

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.collate import pad_source, teacher_forcing
 from encdec.data.pretrained_tokenizer import PretrainedTokenizer
 from encdec.data.tokenizer import SubwordTokenizer
 from encdec.errors import ConfigError, DataError
@@ -140,17 +140,12 @@ class TranslationTask(TaskAdapter):
         return max(len(example["src"]), 0 if tgt is None else len(tgt) + 1)
 
     def collate(self, examples: list[Example]) -> Batch:
-        pad = self.src_tok.pad_id
-        src = pad_sequence([e["src"] for e in examples], batch_first=True, padding_value=pad)
-        lengths = torch.tensor([len(e["src"]) for e in examples])
-        src_mask = torch.arange(src.size(1))[None, :] < lengths[:, None]
+        src, src_mask = pad_source([e["src"] for e in examples], self.src_tok.pad_id)
         meta = {"source": [e["source"] for e in examples], "ref": [e["ref"] for e in examples]}
         if examples[0]["tgt"] is None:
             return Batch(src=src, src_mask=src_mask, meta=meta)
         t = self.tgt_tok
-        bos, eos = torch.tensor([t.bos_id]), torch.tensor([t.eos_id])
-        tgt_in = pad_sequence([torch.cat([bos, e["tgt"]]) for e in examples], batch_first=True, padding_value=t.pad_id)
-        tgt_out = pad_sequence([torch.cat([e["tgt"], eos]) for e in examples], batch_first=True, padding_value=t.pad_id)
+        tgt_in, tgt_out = teacher_forcing([e["tgt"] for e in examples], t.bos_id, t.eos_id, t.pad_id)
         return Batch(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out, meta=meta)
 
     def parse_inputs(self, lines: list[str]) -> list[Example]:
