@@ -172,7 +172,8 @@ def test_training_windows_give_exactly_the_every_prefix_loss(task):
     for adapter in (prefixes, windows):
         adapter.setup(task_dir(task), "eval")
         batch = adapter.collate(list(adapter.examples("train")))
-        nll, _ = token_nll(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out, PAD)
+        with torch.no_grad():
+            nll, _ = token_nll(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out, PAD)
         items = (batch.tgt_out > EOS)
         totals.append((float(nll[items].sum()), int(items.sum())))
     assert totals[0][1] == totals[1][1] and totals[0][0] == pytest.approx(totals[1][0], rel=1e-5)
@@ -211,11 +212,11 @@ def test_bpr_trains_and_beam_search_returns_distinct_next_items(task):
     first = None
     for _ in range(30):
         loss, _ = BPR(num_negatives=4).loss(model, batch)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first
+    assert float(loss.detach()) < 0.5 * first
     test = task.collate(list(task.examples("test"))[:3])
     nbest = BeamSearch(beam_size=4, num_return=4, max_len=2, min_len=1)(model.eval(), test.src, test.src_mask)
     assert nbest.tokens.shape[:2] == (3, 4)
