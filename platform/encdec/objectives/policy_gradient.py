@@ -91,7 +91,8 @@ def teacher_forcing_input(tokens: Tensor, bos: int) -> Tensor:
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    return (values * mask).sum() / mask.sum().clamp_min(1)
+    # where, not a product: log p of a padding position may be -inf, and -inf * 0 is nan
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp_min(1)
 
 
 def entropy(lprobs: Tensor) -> Tensor:
@@ -105,8 +106,10 @@ def kl_divergence(lprobs: Tensor, ref_lprobs: Tensor) -> Tensor:
 
 
 def reinforce_loss(token_lprobs: Tensor, mask: Tensor, adv: Tensor) -> Tensor:
-    """-sum_{i,t} A_i log p(y_it) over sampled tokens, divided by their number."""
-    return -masked_mean(adv[:, None] * token_lprobs, mask)
+    """-sum_{i,t} A_it log p(y_it) over sampled tokens, divided by their number. `adv` is one
+    advantage per sequence [N] (SCST, RLOO, GRPO) or one per token [N, L] (SeqGAN rollouts)."""
+    per_token = adv if adv.dim() == 2 else adv[:, None]
+    return -masked_mean(per_token * token_lprobs, mask.bool())
 
 
 # --- the objective --------------------------------------------------------------------------

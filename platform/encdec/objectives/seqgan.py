@@ -34,6 +34,7 @@ from encdec.decoding.categorical import sample_categorical
 from encdec.errors import ConfigError
 from encdec.modules.discriminators import build_with_accepted
 from encdec.objectives.mle import MLE
+from encdec.objectives.policy_gradient import reinforce_loss, teacher_forcing_input
 from encdec.optim import param_groups
 from encdec.types import Batch
 
@@ -304,15 +305,10 @@ class SeqGAN(nn.Module):
     def policy_gradient_loss(self, model, src, src_mask, tokens: Tensor, rewards: Tensor) -> Tensor:
         """REINFORCE with per-token rewards: -sum_t r_t log p(y_t | y_<t), averaged over
         real tokens (the paper sums; Adam makes the scale immaterial)."""
-        bos = torch.full((tokens.size(0), 1), model.bos_id, dtype=torch.long, device=tokens.device)
-        tgt_in = torch.cat([bos, tokens[:, :-1]], dim=1).masked_fill(
-            torch.cat([torch.zeros_like(bos, dtype=torch.bool), tokens[:, :-1] == model.pad_id], dim=1), model.pad_id
-        )
+        tgt_in = teacher_forcing_input(tokens, model.bos_id)
         logp = F.log_softmax(model(src, src_mask, tgt_in).float(), dim=-1)
         token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        keep = tokens != model.pad_id
-        weighted = (token_logp * rewards.detach()).masked_fill(~keep, 0.0)  # log p(pad) may be -inf
-        return -weighted.sum() / keep.sum().clamp_min(1)
+        return reinforce_loss(token_logp, tokens != model.pad_id, rewards.detach())
 
     @torch.no_grad()
     def update_rollout(self, model) -> None:
