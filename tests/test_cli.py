@@ -113,7 +113,7 @@ def test_user_mistakes_stop_with_a_clear_message(tiny_corpus, tmp_path):
     wrong_key = run_cli("train", *tiny_train_args(tiny_corpus, tmp_path / "c"), "encoder.layerz=2", check=False)
     assert wrong_key.returncode != 0 and "encoder.layerz" in wrong_key.stderr
     appended = run_cli("train", *tiny_train_args(tiny_corpus, tmp_path / "d"), "+encoder.layerz=2", check=False)
-    assert appended.returncode != 0 and "unknown key(s) encoder.layerz" in appended.stderr
+    assert appended.returncode != 0 and "unknown key encoder.layerz" in appended.stderr
 
 
 def test_ddp_on_two_cpu_processes_scores_the_whole_split_once(tiny_corpus, tmp_path):

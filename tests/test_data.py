@@ -112,5 +112,5 @@ def test_unigram_tokenizer_round_trips_too():
     tok = SubwordTokenizer.train(texts, vocab_size=60, model="unigram")
     assert tok.vocab_size <= 60 and (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
     assert [tok.decode(tok.encode(t)) for t in texts[:3]] == texts[:3]
-    with pytest.raises(ValueError, match="task.tokenizer.model"):
+    with pytest.raises(ValueError, match="task.adapter.tokenizer.model"):
         SubwordTokenizer.train(texts, model="wordpiece")

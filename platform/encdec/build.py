@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import inspect
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
-from encdec.errors import ConfigError
+from encdec.errors import ConfigError, UserError
+from encdec.fault_tolerance import DataPosition, LastCheckpoint
 from encdec.model import EncoderDecoder
 from encdec.task import TaskAdapter
-
-
-def _accepted_parameters(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
-    """Named parameters a callable accepts, following `**kwargs` up a class hierarchy
-    (BeamSearch(**kwargs) -> Search(max_len, ...)); takes_all when no class names them all."""
-    signatures = (
-        [inspect.signature(c.__init__) for c in inspect.getmro(target) if "__init__" in vars(c) and c is not object]
-        if inspect.isclass(target)
-        else [inspect.signature(target)]
-    )
-    params: dict[str, inspect.Parameter] = {}
-    takes_all = True
-    for sig in signatures:
-        named = {k: p for k, p in sig.parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and k != "self"}
-        params.update(named)
-        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            takes_all = False
-            break
-    return params, takes_all
+from encdec.validation import accepted_parameters
 
 
 def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
@@ -43,7 +27,7 @@ def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
         target = get_method(cfg._target_)
     except Exception as exc:
         raise ConfigError(f"{key}._target_={cfg.get('_target_')!r} cannot be imported: {exc}") from exc
-    params, takes_all = _accepted_parameters(target)
+    params, takes_all = accepted_parameters(target)
     accepted = {k: v for k, v in available.items() if takes_all or k in params}
     accepted = {k: v for k, v in accepted.items() if k not in cfg or cfg[k] is None}
     unknown = [k for k in cfg if not str(k).startswith("_") and not takes_all and k not in params]
@@ -52,7 +36,13 @@ def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
             f"unknown key(s) {', '.join(f'{key}.{k}' for k in unknown)} for {cfg._target_}; "
             f"valid keys: {', '.join(p for p in params if p != 'self')}"
         )
-    return instantiate(cfg, **accepted)
+    try:
+        return instantiate(cfg, **accepted)
+    except InstantiationException as exc:
+        # a component's own argument check (ValueError) is about this config key
+        if isinstance(exc.__cause__, ValueError) and not isinstance(exc.__cause__, UserError):
+            raise ConfigError(f"{key}: {exc.__cause__}") from None
+        raise
 
 
 def build_adapter(cfg: DictConfig) -> TaskAdapter:
@@ -86,7 +76,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     ]
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str, extra_callbacks: list | None = None
+) -> pl.Trainer:
     callbacks = [
         build_component(ccfg, f"callbacks.{name}")
         for name, ccfg in (cfg.get("callbacks") or {}).items()
@@ -101,14 +93,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, m
             save_top_k=1, enable_version_counter=False,
         )
     )
-    callbacks.append(
-        pl.callbacks.ModelCheckpoint(
-            dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
-            enable_version_counter=False, every_n_train_steps=cfg.get("checkpoint_every_n_steps"),
-            save_on_train_epoch_end=True,  # also when validation runs only every n epochs
-        )
-    )
-    callbacks.append(RNGStateCallback())
+    callbacks.append(LastCheckpoint(checkpoints, every_n_train_steps=cfg.get("checkpoint_every_n_steps")))
+    if cfg.get("checkpoint_every_minutes"):  # a hard kill (OOM, kill -9, node failure) loses at most this
+        callbacks.append(LastCheckpoint(checkpoints, train_time_interval=timedelta(minutes=cfg.checkpoint_every_minutes)))
+    callbacks += [RNGStateCallback(), DataPosition(), *(extra_callbacks or [])]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
         **trainer_cfg,

@@ -1,10 +1,15 @@
-"""Atomic checkpoint writes, weights-only loads, and RNG state carried through resume."""
+"""Atomic checkpoint writes, weights-only loads with one-line errors, and RNG state carried
+through resume."""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,36 +18,112 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from encdec.errors import ConfigError
+from encdec.errors import ConfigError, UserError
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or written; the message names the file."""
+
+
+class NonFiniteWeightsError(UserError):
+    """Refused to write a checkpoint whose weights hold NaN or inf."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint file, loaded weights-only (no pickled code runs). Anything that is not a
+    readable encdec checkpoint is one CheckpointError naming the file and the reason."""
+    ckpt = _load_weights_only(Path(path))
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"not a valid encdec checkpoint: {path} (no state_dict: not written by encdec-train)")
+    return ckpt
+
+
+def _load_weights_only(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"not a valid encdec checkpoint: {path} (no such file)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False: never the advice for a file that
+        # holds objects a weights-only load refuses to build
+        reason = "it holds Python objects a safe load refuses; it was not written by encdec-train"
+        raise CheckpointError(f"not a valid encdec checkpoint: {path} ({reason})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"not a valid encdec checkpoint: {path} (truncated or corrupt: {reason})") from None
+    return ckpt
+
+
+def _nonfinite_weights(checkpoint: dict) -> list[str]:
+    return [
+        name
+        for name, t in checkpoint.get("state_dict", {}).items()
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes to a temporary file in the same folder, then renames: a crash mid-write never
-    leaves a truncated `last.ckpt`. Loads with `weights_only=True`: no pickled code runs."""
+    """Serialises to memory, writes a temporary file in the same folder, fsyncs, renames: a
+    crash or a full disk mid-write never leaves a truncated checkpoint and never replaces the
+    previous one. Weights holding NaN/inf are never written (a diverged run cannot overwrite a
+    good checkpoint). Loads with `weights_only=True`."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
+        bad = _nonfinite_weights(checkpoint)
+        if bad:
+            raise NonFiniteWeightsError(
+                f"not writing {path}: {len(bad)} weight tensor(s) hold NaN/inf ({bad[0]}, ...); "
+                "the previous checkpoint is kept"
+            )
+        # Serialising to memory first turns a full disk into a plain OSError(ENOSPC) from
+        # the file write below, instead of an opaque error from inside torch's zip writer.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is a normal file
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise CheckpointError(
+                    f"no space left on device (ENOSPC) writing {path} ({buffer.tell() / 2**20:.1f} MiB); "
+                    "the previous checkpoint is kept; free space and resume"
+                ) from None
+            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
-        if not Path(path).exists():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        # also Lightning's own files (e.g. the weights ddp_spawn hands back): no state_dict check
+        return _load_weights_only(Path(path))
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Temporary files left by a process killed mid-write (`.<name>.*.tmp`): never read, safe
+    to delete once this process holds the run directory's lock."""
+    stale = list(Path(folder).glob(".*.ckpt.*.tmp")) if Path(folder).is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The model state dict of a Lightning checkpoint, loaded weights-only."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_checkpoint(path)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
@@ -79,6 +160,29 @@ def resolve_init_from(path: str | Path) -> Path:
     if not path.exists():
         raise ConfigError(f"init_from={path}: no such checkpoint file or run directory")
     return path
+
+
+def _vocabularies(run_dir: Path) -> dict[str, dict[str, int]]:
+    """{file name: piece -> id} of the tokenizer files a run directory holds."""
+    from tokenizers import Tokenizer
+
+    return {p.name: Tokenizer.from_file(str(p)).get_vocab() for p in sorted(run_dir.glob("*tokenizer*.json"))}
+
+
+def check_same_vocabulary(init_from: str | Path, run_dir: Path) -> None:
+    """`init_from` weights index their embeddings by the other run's vocabulary: any
+    difference (not only of size) makes every row mean another word."""
+    source_dir = resolve_init_from(init_from).parent.parent
+    theirs = _vocabularies(source_dir) if (source_dir / "config.yaml").exists() else {}
+    mine = _vocabularies(run_dir)
+    for name, vocab in theirs.items():
+        if name in mine and mine[name] != vocab:
+            differ = sum(1 for piece, i in vocab.items() if mine[name].get(piece) != i)
+            raise ConfigError(
+                f"init_from={init_from}: its vocabulary {name} differs from this run's ({differ} of {len(vocab)} "
+                "pieces map to other ids); reuse that run's tokenizer (task.adapter.tokenizer.from_run=<its run dir>, "
+                "or copy its tokenizer files into the new run directory)"
+            )
 
 
 def load_init_weights(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:

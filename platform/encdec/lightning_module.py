@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from encdec.decoding.search import Search
+from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
 from encdec.model import EncoderDecoder
 from encdec.objectives.mle import MLE
 from encdec.optim import build_optimizer, param_groups
@@ -36,12 +37,14 @@ class EncDecModule(pl.LightningModule):
         run_dir: str | Path = ".",
         num_samples: int = 8,
         test_split: str = "test",
+        nonfinite: NonFiniteGuard | None = None,
     ):
         super().__init__()
         self.model, self.objective, self.adapter, self.decoding = model, objective, adapter, decoding
         self.optimizer_factory, self.schedule = optimizer, schedule
         self.run_dir, self.num_samples = Path(run_dir), num_samples
         self.test_split = test_split  # the split the test loop reads (eval can score `val`)
+        self.nonfinite = nonfinite
         self._eval_nll = MLE()
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
@@ -57,13 +60,42 @@ class EncDecModule(pl.LightningModule):
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         if hasattr(self.objective, "training_step"):
-            return self.objective.training_step(self, batch, batch_idx)
+            return self._guard_loss(self.objective.training_step(self, batch, batch_idx))
         loss, logs = self.objective.loss(self.model, batch)
+        if self._guard_loss(loss) is None:
+            return None  # no update, and no NaN in the logged averages
         n = len(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         for name, value in logs.items():
             self.log(f"train/{name}", value, batch_size=n, reduce_fx="sum" if name == "ntokens" else "mean")
         return loss
+
+    # -- non-finite guard: a NaN/inf loss or gradient never reaches the weights -------------
+    def _divergence_hint(self) -> str:
+        opt = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        lr = opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"]) if opt else None
+        return divergence_hint(lr, self.trainer.gradient_clip_val)
+
+    def _guard_loss(self, loss: torch.Tensor | None) -> torch.Tensor | None:
+        if self.nonfinite is None or loss is None:
+            return loss
+        finite = bool(torch.isfinite(loss.detach()).all())
+        return loss if self.nonfinite.check(finite, "loss", self.global_step + 1, self._divergence_hint()) else None
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        # A gradient scaler (fp16) already skips steps with inf gradients while it calibrates.
+        if self.nonfinite is None or getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+        def guarded_closure():
+            loss = optimizer_closure()
+            if loss is not None and not self.nonfinite.check(
+                NonFiniteGuard.gradients_finite(self), "gradient", self.global_step + 1, self._divergence_hint()
+            ):
+                self.zero_grad(set_to_none=True)  # the optimiser then leaves every weight as it is
+            return loss
+
+        optimizer.step(closure=guarded_closure)
 
     def configure_optimizers(self):
         if hasattr(self.objective, "configure_optimizers"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from encdec.errors import ConfigError
 from encdec.types import EncoderOutput
 
 
@@ -31,9 +32,9 @@ class EncoderDecoder(nn.Module):
         if share_embeddings:
             src, tgt = getattr(encoder, "embed", None), getattr(decoder, "embed", None)
             if src is None or tgt is None or src.weight.shape != tgt.weight.shape:
-                raise ValueError(
+                raise ConfigError(
                     "model.share_embeddings=true needs a token encoder and decoder with the same "
-                    "vocabulary and embedding size (set task.tokenizer.joint=true, or "
+                    "vocabulary and embedding size (set task.adapter.tokenizer.joint=true, or "
                     "model.share_embeddings=false)"
                 )
             src.embed.weight = tgt.embed.weight

@@ -54,6 +54,9 @@ class TaskAdapter(ABC):
     #: metric the checkpoint callback should track, and whether higher is better
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    #: what `Batch.src` holds, matched against the encoder's `reads` before any work:
+    #: "tokens", "pixels" or "items"
+    source_kind: str = "tokens"
 
     @abstractmethod
     def setup(self, run_dir: Path, stage: str) -> None:

@@ -135,12 +135,12 @@ class QATask(SharedVocabularyTask):
             })
         if cut:
             log.warning(
-                "%s: %d of %d contexts truncated to task.max_src_len=%d pieces; %d lost every answer span%s",
+                "%s: %d of %d contexts truncated to task.adapter.max_src_len=%d pieces; %d lost every answer span%s",
                 split, cut, len(items), self.max_src_len, lost,
-                " (dropped from training: task.drop_cut_answers=true)" if split == "train" and self.drop_cut_answers else "",
+                " (dropped from training: task.adapter.drop_cut_answers=true)" if split == "train" and self.drop_cut_answers else "",
             )
         if long_answers:
-            log.warning("%s: %d answers longer than task.max_tgt_len=%d %s", split, long_answers, self.max_tgt_len,
+            log.warning("%s: %d answers longer than task.adapter.max_tgt_len=%d %s", split, long_answers, self.max_tgt_len,
                         "dropped" if split == "train" else "truncated (their references stay whole)")
         return examples
 

@@ -126,12 +126,12 @@ class TranslationTask(TaskAdapter):
                 kept = [e for e in examples if len(e["src"]) < self.max_src_len and len(e["tgt"]) < self.max_tgt_len]
                 if len(kept) < len(examples):
                     log.warning(
-                        "train: dropped %d of %d pairs longer than task.max_src_len=%d / task.max_tgt_len=%d",
+                        "train: dropped %d of %d pairs longer than task.adapter.max_src_len=%d / task.adapter.max_tgt_len=%d",
                         len(examples) - len(kept), len(examples), self.max_src_len, self.max_tgt_len,
                     )
                 examples = kept
             elif long_src:
-                log.warning("%s: %d sources truncated to task.max_src_len=%d tokens", split, long_src, self.max_src_len)
+                log.warning("%s: %d sources truncated to task.adapter.max_src_len=%d tokens", split, long_src, self.max_src_len)
             self._cache[split] = examples
         return self._cache[split]
 

@@ -1,8 +1,14 @@
-"""`encdec-train`: compose a config, train, checkpoint, test. Resume with `resume=<run_dir>`."""
+"""`encdec-train`: compose a config, check it, train, checkpoint, test.
+
+The run's lifecycle: validate the config -> lock the run directory -> build -> train (periodic
+`last.ckpt`, signals save, non-finite guard) -> test. `resume=<run_dir>` continues a run
+from its `last.ckpt`; a new run never overwrites a trained model unless `overwrite=true`.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -20,16 +26,20 @@ from encdec.build import (
     build_trainer,
     ensure_run_id,
 )
-from encdec.checkpointing import load_init_weights, load_weights
+from encdec.checkpointing import check_same_vocabulary, load_init_weights, load_weights, read_checkpoint, remove_stale_temporaries
 from encdec.cli import CONF_DIR, run_reporting_user_errors
-from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
+from encdec.errors import ConfigError
+from encdec.fault_tolerance import NonFiniteGuard, Preemption
 from encdec.lightning_module import EncDecModule
+from encdec.loggers import CSVLogger
+from encdec.run_guard import RunDirectoryLock, refuse_overwrite
+from encdec.validation import validate_train_config
 
 log = logging.getLogger("encdec.train")
 
 
-def resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+def resume_config(run_dir: Path) -> DictConfig:
     """The saved config of the run being resumed, with this command's plain `key=value`
     overrides on top (e.g. a larger trainer.max_steps)."""
     saved_path = run_dir / "config.yaml"
@@ -42,17 +52,50 @@ def resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     bad = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
     if bad:
         raise ConfigError(f"resume cannot change config groups ({', '.join(bad)}); start a new run instead")
-    return OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
+    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
+    cfg.resume = str(run_dir)
+    return cfg
+
+
+def requeued_by_slurm(run_dir: Path) -> bool:
+    """A SLURM job requeued after preemption runs the same command again: it continues the
+    run it left instead of being refused as an overwrite."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.resume:
-        cfg = resume_config(cfg, run_dir)
+    preemption = Preemption(last_ckpt)
+    preemption.install()  # a signal from here on exits cleanly (and saves, once training runs)
+    if cfg.resume or requeued_by_slurm(run_dir):
+        cfg = resume_config(run_dir)
+    validate_train_config(cfg, CONF_DIR, HydraConfig.get().runtime.choices)
+    resuming = bool(cfg.resume)
+
+    lock = RunDirectoryLock(run_dir)
+    if pl.utilities.rank_zero_only.rank == 0:
+        lock.acquire()
+        for stale in remove_stale_temporaries(run_dir / "checkpoints"):
+            log.info("removed %s, left by a process killed while writing it", stale.name)
+        refuse_overwrite(run_dir, resuming, bool(cfg.get("overwrite")))
+    try:
+        return _train(cfg, run_dir, last_ckpt, preemption, resuming)
+    finally:
+        lock.release()
+        preemption.uninstall()
+
+
+def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool) -> dict[str, float]:
+    resume_step = None
+    if resuming:
         if not last_ckpt.exists():
             raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to resume from")
-    pl.seed_everything(cfg.seed, workers=True)
+        resume_step = int(read_checkpoint(last_ckpt).get("global_step", 0))  # a corrupt file stops here
+        log.info("resuming %s from checkpoints/last.ckpt at step %d", run_dir, resume_step)
+    if resuming and cfg.seed != OmegaConf.load(run_dir / "config.yaml").seed:
+        log.warning("seed=%s has no effect on a resumed run: the data order and random state continue from the checkpoint", cfg.seed)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     ensure_run_id(cfg, run_dir)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -60,7 +103,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     adapter = build_adapter(cfg)
     adapter.setup(run_dir, stage="fit")
     model = build_model(cfg, adapter)
-    if cfg.init_from and not cfg.resume:
+    if cfg.init_from and not resuming:
+        check_same_vocabulary(cfg.init_from, run_dir)
         missing, unexpected = load_init_weights(model, cfg.init_from)
         log.info("init_from=%s: %d missing, %d unexpected keys", cfg.init_from, len(missing), len(unexpected))
     log.info("model: %.2fM parameters", model.num_parameters() / 1e6)
@@ -74,13 +118,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         schedule=instantiate(cfg.optim.schedule),
         run_dir=run_dir,
         num_samples=cfg.num_samples,
+        nonfinite=NonFiniteGuard(**(cfg.get("nonfinite") or {})),
     )
     datamodule = EncDecDataModule(adapter, seed=cfg.seed, **cfg.loader)
     loggers = build_loggers(cfg, run_dir)
     for logger in loggers:
+        if resume_step is not None and isinstance(logger, CSVLogger):
+            logger.resume_from_step(resume_step)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer = build_trainer(cfg, run_dir, loggers, adapter.monitor, adapter.monitor_mode)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if cfg.resume else None)
+    trainer = build_trainer(cfg, run_dir, loggers, adapter.monitor, adapter.monitor_mode, extra_callbacks=[preemption])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resuming else None)
+    if resuming:
+        log.info("resumed run ended at step %d", trainer.global_step)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test_after_training:

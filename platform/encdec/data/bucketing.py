@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Iterator, Sequence
 
+from encdec.errors import ConfigError
+
 
 class TokenBudgetBatchSampler:
     """Sorts examples by length, cuts batches whose padded size (longest x count) stays
@@ -26,13 +28,14 @@ class TokenBudgetBatchSampler:
         world_size: int = 1,
     ):
         if max_tokens < max(lengths, default=0):
-            raise ValueError(
+            raise ConfigError(
                 f"loader.max_tokens={max_tokens} is smaller than the longest example "
                 f"({max(lengths)} tokens); raise it or cap lengths in the task config"
             )
         self.lengths, self.max_tokens, self.max_sentences = list(lengths), max_tokens, max_sentences
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, on resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,15 +62,26 @@ class TokenBudgetBatchSampler:
             return batches[self.rank :: self.world_size]
         # training: equal batch counts on every rank, so no rank waits at a gradient all-reduce
         if len(batches) < self.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(batches)} training batch(es) for {self.world_size} processes: "
                 "lower loader.max_tokens or use fewer devices"
             )
         usable = len(batches) - len(batches) % self.world_size
         return batches[self.rank : usable : self.world_size]
 
+    def resume_at(self, epoch: int, consumed: int) -> None:
+        """The next pass over `epoch` starts after its first `consumed` batches (a run resumed
+        mid-epoch); `len()` stays the whole epoch's, as the training loop counts from there."""
+        self._skip = (epoch, consumed)
+
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        # A generator: the batch order is computed at the first batch, after the loop has
+        # called set_epoch, not when the loader's iterator is created.
+        batches = self._batches()
+        if self._skip is not None and self._skip[0] == self.epoch:
+            batches = batches[self._skip[1] :]
+        self._skip = None
+        yield from batches
 
     def __len__(self) -> int:
         return len(self._batches())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from encdec.data.bucketing import TokenBudgetBatchSampler
+from encdec.errors import DataError
 from encdec.task import TaskAdapter
 
 
@@ -30,7 +32,7 @@ class EncDecDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         examples = self.adapter.examples(split)
         if not examples:
-            raise ValueError(f"the {split!r} split is empty: check the data config")
+            raise DataError(f"the {split!r} split has no examples: check the data config (data.root and its files)")
         trainer = self.trainer
         sampler = TokenBudgetBatchSampler(
             [self.adapter.length(e) for e in examples],
@@ -47,6 +49,9 @@ class EncDecDataModule(pl.LightningDataModule):
             collate_fn=self.adapter.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Its own generator: creating a loader iterator otherwise draws from the global
+            # torch RNG, and a resumed run (which creates one more) would see other dropout masks.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -48,7 +48,7 @@ class SubwordTokenizer:
                 vocab_size=vocab_size, special_tokens=specials, unk_token=UNK, show_progress=False
             )
         else:
-            raise ValueError(f"task.tokenizer.model must be 'bpe' or 'unigram', got {model!r}")
+            raise ValueError(f"task.adapter.tokenizer.model must be 'bpe' or 'unigram', got {model!r}")
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()

@@ -68,6 +68,7 @@ class _TimmImageEncoder(nn.Module):
       reads the `lr_scale` attribute); the projection trains at the full rate.
     The summary (mean over positions) initialises recurrent decoders.
     """
+    reads = "pixels"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ class SASRecEncoder(nn.Module):
 
     Histories are right-padded; positions count from the oldest kept item, as in RecBole.
     """
+    reads = "items"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,
@@ -138,6 +139,7 @@ class SASRecEncoder(nn.Module):
 class GRU4RecEncoder(nn.Module):
     """GRU over an item history (Hidasi et al. 2016, RecBole layout): embedding dropout, a
     GRU, and a projection of its states back to the item-embedding size for scoring."""
+    reads = "items"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class PretrainedTextEncoder(nn.Module):
     projection trains. lr_scale: the backbone's learning rate relative to the configured
     peak (encdec.optim.param_groups reads the attribute); the projection gets the full rate.
     """
+    reads = "tokens"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ def masked_mean(memory: Tensor, mask: Tensor) -> Tensor:
 
 class RNNEncoder(nn.Module):
     """Bidirectional GRU/LSTM over token ids; both directions are projected to d_model."""
+    reads = "tokens"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,

@@ -91,6 +91,7 @@ class EncoderLayer(nn.Module):
 
 class TransformerEncoder(nn.Module):
     """Token ids -> contextual memory. Reads `src` [B,S] ids and `src_mask` [B,S] bool."""
+    reads = "tokens"  # what its `src` holds: checked against the task before any work
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 Each training batch's target text y becomes its own source: src = noise(y), and the model is
 trained by MLE to produce y. So any task whose targets are text, and whose encoder reads the
-same vocabulary (translation with `task.tokenizer.joint=true`), pre-trains on its target side
+same vocabulary (translation with `task.adapter.tokenizer.joint=true`), pre-trains on its target side
 or on any monolingual file (`data=monolingual`); the checkpoint then starts a fine-tuning
 run with `init_from=<checkpoint>`.
 
