@@ -54,7 +54,7 @@ def _optional(obj: dict, key: str, kind, default, where: str, path: Path):
     if key not in obj or value is None and default is None:
         return default
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise DataError(f"{path}: {where}.{key} is not a {kind.__name__}; expected SQuAD JSON (v1.1 or v2.0)")
+        raise DataError(f"{path}: {where}.{key} is not of type {kind.__name__}; expected SQuAD JSON (v1.1 or v2.0)")
     return value
 
 
