@@ -290,21 +290,16 @@ def _predict(run_dir: Path, *args: str, input: str | None = None):
 @pytest.mark.parametrize(
     "inputs,args,fragment",
     [
-        pytest.param(b"Der hund.\n\xff\xfe kaputt\n", ["input={in_}"], "in.de, line 2: not valid UTF-8", id="undecodable-input"),
         pytest.param(b"\x00\x01\x02binary", ["input=-"], "input=- (stdin), line 1: NUL byte", id="binary-stdin"),
-        pytest.param(b"Der hund.\n", ["input={in_}", "output={missing}/out.en"], "output=", id="output-in-missing-folder"),
-        pytest.param(b"Der hund.\n", ["input={in_}", "output={tmp}"], "is a folder", id="output-is-a-folder"),
         pytest.param(f"Der hund.\n{LONG}\nDie katze.\n{LONG}\n".encode(), ["input={in_}", "truncate=error"],
                      "input lines 2, 4: longer than the model's task.adapter.max_src_len=128", id="too-long-refused"),
-        pytest.param(b"Der hund.\n", ["input={in_}", "truncate=sometimes"], "truncate=sometimes: choose one of warn, error", id="bad-truncate-option"),
     ],
 )
 def test_predict_cli_bad_input_is_one_line(trained_run, tmp_path, inputs, args, fragment):
     (tmp_path / "in.de").write_bytes(inputs)
-    args = [a.format(in_=tmp_path / "in.de", missing=tmp_path / "missing", tmp=tmp_path) for a in args]
+    args = [a.format(in_=tmp_path / "in.de") for a in args]
     proc = _predict(trained_run, *args, input=inputs.decode("latin-1") if "input=-" in args else None)
     _assert_one_line_error(proc, fragment)
-    assert not (tmp_path / "missing").exists()
 
 
 def test_predict_checks_output_before_loading_the_model(tmp_path):
@@ -336,3 +331,51 @@ def test_predict_keeps_an_existing_output_when_it_stops_early(trained_run, tmp_p
     proc = _predict(trained_run, f"input={tmp_path / 'in.de'}", f"output={out}")
     _assert_one_line_error(proc, "line 2: not valid UTF-8")
     assert out.read_text() == "previous\n"
+
+
+# -- predict's checks in-process -------------------------------------------------------------
+
+def test_predict_input_lines_name_the_undecodable_line(tmp_path):
+    from encdec.cli.predict import read_input
+
+    path = tmp_path / "in.de"
+    path.write_bytes("\ufeffEins\r\nZwei\n\nDrei\x85\u2028".encode("utf-8"))
+    assert read_input(str(path)) == ["Eins", "Zwei", "", "Drei\x85\u2028"]  # only \n ends a line
+    path.write_bytes(b"Eins\nZwei\nDr\xe9i\n")
+    with pytest.raises(DataError, match=r"^input=.*in\.de, line 3: not valid UTF-8"):
+        read_input(str(path))
+    with pytest.raises(ConfigError, match=r"input=.*nowhere\.de: file not found"):
+        read_input(str(tmp_path / "nowhere.de"))
+
+
+def test_predict_output_check_names_the_key_and_leaves_nothing(tmp_path):
+    from encdec.cli.predict import check_output
+
+    with pytest.raises(ConfigError, match=r"^output=.*: is a folder"):
+        check_output(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"^output=.*missing/out\.en: folder .*missing does not exist"):
+        check_output(str(tmp_path / "missing" / "out.en"))
+    check_output(str(tmp_path / "new.en"))
+    assert not (tmp_path / "new.en").exists()  # the probe leaves no empty file behind
+    (tmp_path / "old.en").write_text("kept\n")
+    check_output(str(tmp_path / "old.en"))
+    assert (tmp_path / "old.en").read_text() == "kept\n"
+
+
+def test_predict_truncation_report_lists_lines_once():
+    from encdec.cli.predict import check_truncation
+
+    examples = [{}, {"truncated": "task.adapter.max_src_len=8 pieces"}] * 12
+    with pytest.raises(DataError, match=r"^input lines 2, 4, 6, .*, 20 \.\.\. \(2 more\): longer than the model's task\.adapter\.max_src_len=8"):
+        check_truncation(examples, "error")
+    check_truncation([{}, {}], "error")
+
+
+def test_predict_refuses_an_unknown_truncate_option(tmp_path):
+    from omegaconf import OmegaConf
+
+    from encdec.cli.predict import predict
+
+    cfg = OmegaConf.create({"truncate": "sometimes", "interactive": False, "input": None, "output": None})
+    with pytest.raises(ConfigError, match=r"truncate=sometimes: choose one of warn, error"):
+        predict(cfg)
