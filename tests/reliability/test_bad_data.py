@@ -379,3 +379,15 @@ def test_predict_refuses_an_unknown_truncate_option(tmp_path):
     cfg = OmegaConf.create({"truncate": "sometimes", "interactive": False, "input": None, "output": None})
     with pytest.raises(ConfigError, match=r"truncate=sometimes: choose one of warn, error"):
         predict(cfg)
+
+
+def test_a_split_left_empty_after_filtering_is_a_data_error():
+    """E.g. every training pair longer than the length limits: named before the sampler sees it."""
+    from encdec.data.datamodule import EncDecDataModule
+
+    class NoExamples:
+        def examples(self, split):
+            return []
+
+    with pytest.raises(DataError, match=r"no training examples left after reading the data"):
+        EncDecDataModule(NoExamples())._loader("train", train=True)
