@@ -79,6 +79,8 @@ class Multi30k(ParallelText):
         self.download = download
 
     def read(self, split: str) -> Pairs:
+        if split not in self.splits:
+            raise DataError(f"no {split!r} split in Multi30k (it has {sorted(self.splits)})")
         for lang in (self.src_lang, self.tgt_lang):
             name = f"{self.splits[split]}.{lang}.gz"
             if not (self.root / name).exists() and not (self.root / name[:-3]).exists():
