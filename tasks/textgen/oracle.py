@@ -64,8 +64,10 @@ class OracleLSTM(nn.Module):
             raise DataError(f"{path}: not a readable npz file of oracle weights ({reason})") from None
         missing = [k for k in ORACLE_ARRAYS if k not in arrays]
         bad = [k for k in ORACLE_ARRAYS if k in arrays and arrays[k].dtype.kind not in "fiu"]
-        if missing or bad:
-            raise DataError(f"{path}: oracle weights lack numeric array(s) {', '.join(missing + bad)}")
+        if missing:
+            raise DataError(f"{path}: oracle weights lack array(s) {', '.join(missing)}")
+        if bad:
+            raise DataError(f"{path}: oracle weight array(s) {', '.join(bad)} are not numeric")
         emb, wi = arrays["embedding"], arrays["Wi"]
         if emb.ndim != 2 or wi.ndim != 2 or wi.shape[0] != emb.shape[1]:
             raise DataError(f"{path}: oracle weights have inconsistent shapes (embedding {emb.shape}, Wi {wi.shape})")

@@ -231,12 +231,22 @@ def test_config_mistakes_of_readers_name_the_key(tmp_path, reader, expected):
         reader(tmp_path)
 
 
-def test_oracle_weights_missing_an_array_are_named(tmp_path):
+def test_oracle_weights_of_the_wrong_layout_are_named(tmp_path):
     import numpy as np
 
     np.savez(tmp_path / "oracle.npz", embedding=np.zeros((4, 2), dtype=np.float32))
-    with pytest.raises(DataError, match=r"oracle\.npz: oracle weights lack numeric array\(s\) Wi"):
+    with pytest.raises(DataError, match=r"oracle\.npz: oracle weights lack array\(s\) Wi"):
         oracle(tmp_path)
+    from encdec_tasks.textgen.oracle import ORACLE_ARRAYS
+
+    arrays = dict(np.load(write_tiny_oracle(tmp_path / "good.npz")))
+    np.savez(tmp_path / "oracle.npz", **{**arrays, "W_out": arrays["W_out"][:, :3]})
+    with pytest.raises(DataError, match=r"oracle\.npz: oracle weights have inconsistent shapes: W_out"):
+        oracle(tmp_path)
+    np.savez(tmp_path / "oracle.npz", **{**arrays, "bi": np.array(["x"] * 8)})
+    with pytest.raises(DataError, match=r"oracle\.npz: oracle weight array\(s\) bi are not numeric"):
+        oracle(tmp_path)
+    assert set(arrays) == set(ORACLE_ARRAYS)
 
 
 # -- through the CLI ---------------------------------------------------------------------------
