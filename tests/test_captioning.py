@@ -93,7 +93,7 @@ def test_karpathy_reader_stops_on_bad_images_when_asked(tmp_path):
     with pytest.raises(DataError, match=r"2 bad image\(s\):.*broken\.jpg: unreadable.*missing\.jpg: file not found"):
         data.read("train")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(DataError, match="bad.json: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad\.json, line 1: not valid JSON"):
         KarpathyCaptions(str(tmp_path / "bad.json"), str(tmp_path)).read("train")
     with pytest.raises(ConfigError, match="on_bad_image"):
         KarpathyCaptions(str(path), str(tmp_path), on_bad_image="ignore")

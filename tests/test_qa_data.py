@@ -50,7 +50,7 @@ def test_reader_errors_name_the_file_and_place(tmp_path):
         read_squad(_write(tmp_path / "bad.json", bad))
     broken = tmp_path / "broken.json"
     broken.write_text('{"data": [\n  {"title": }\n]}')
-    with pytest.raises(DataError, match=r"broken\.json: line 2: not valid JSON"):
+    with pytest.raises(DataError, match=r"broken\.json, line 2: not valid JSON"):
         read_squad(broken)
     no_answer = json.loads(json.dumps(V11))
     no_answer["data"][1]["paragraphs"][0]["qas"][0]["answers"] = []

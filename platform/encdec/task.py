@@ -103,7 +103,9 @@ class TaskAdapter(ABC):
         return SampleTable(["source", "reference", "output"], rows)
 
     def parse_inputs(self, lines: list[str]) -> list[Example]:
-        """Raw user inputs (one per line) -> examples, for `predict`."""
+        """Raw user inputs (one per line) -> examples, for `predict`. An input cut to fit the
+        model is marked `example["truncated"] = "<the limit, e.g. task.adapter.max_src_len=128>"`:
+        predict then warns with its line number, or refuses it under `truncate=error`."""
         raise NotImplementedError(f"{type(self).__name__} does not support predict from text")
 
     def reward(self, sources: list[Any], outputs: list[Any], references: list[Any]) -> list[float]:

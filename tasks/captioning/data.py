@@ -9,16 +9,16 @@ stop the run (`on_bad_image: skip|error`), before training starts, never mid-epo
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from PIL import Image
 
+from encdec.data.text_files import read_json, require_examples
 from encdec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,29 @@ def drop_bad_images(items: list[CaptionedImage], on_bad_image: str, where: str) 
     return [it for it in items if id(it) not in bad_paths]
 
 
-def _caption(sentence: dict, where: str) -> str:
-    tokens = sentence.get("tokens")
-    text = " ".join(tokens) if tokens else str(sentence.get("raw", "")).strip().lower()
+def _caption(sentence: Any, where: str) -> str:
+    if not isinstance(sentence, dict):
+        raise DataError(f"{where}: a sentence is not an object with 'tokens' or 'raw' (Karpathy split format)")
+    tokens, raw = sentence.get("tokens"), sentence.get("raw", "")
+    if tokens and not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)):
+        raise DataError(f"{where}: a sentence's 'tokens' is not a list of strings")
+    if not isinstance(raw, str):
+        raise DataError(f"{where}: a sentence's 'raw' is not a string")
+    text = " ".join(tokens).strip() if tokens else raw.strip().lower()
     if not text:
         raise DataError(f"{where}: a sentence with neither tokens nor raw text")
     return text
+
+
+def _image_path(entry: Any, image_root: Path, where: str) -> Path:
+    """Where an entry's image lives; DataError when the entry is not of the Karpathy shape."""
+    if not isinstance(entry.get("filename"), str) or not entry["filename"].strip():
+        raise DataError(f"{where}: needs a 'filename' string and a non-empty 'sentences' list")
+    if not isinstance(entry.get("sentences"), list) or not entry["sentences"]:
+        raise DataError(f"{where}: needs a 'filename' string and a non-empty 'sentences' list")
+    if not isinstance(entry.get("filepath", ""), str):
+        raise DataError(f"{where}: 'filepath' is not a string")
+    return image_root / entry.get("filepath", "") / entry["filename"]
 
 
 class KarpathyCaptions:
@@ -114,7 +131,8 @@ class KarpathyCaptions:
         download: str | None = None,
     ):
         self.json_path, self.image_root = Path(json_path).expanduser(), Path(image_root).expanduser()
-        self.splits = {k: list(v) for k, v in (splits or {"train": ["train", "restval"], "val": ["val"], "test": ["test"]}).items()}
+        splits = splits or {"train": ["train", "restval"], "val": ["val"], "test": ["test"]}
+        self.splits = {k: [v] if isinstance(v, str) else list(v) for k, v in splits.items()}
         self.on_bad_image = check_policy(on_bad_image)
         self.max_images, self.download = max_images, download
         self._entries: list[dict] | None = None
@@ -129,10 +147,7 @@ class KarpathyCaptions:
                     f"{self.json_path}: Karpathy split file not found; put dataset_<name>.json there "
                     f"(from {SPLITS_ZIP}), set data.json_path, or set ENCDEC_DATA_DIR"
                 )
-            try:
-                doc = json.loads(self.json_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{self.json_path}: not valid JSON ({exc})") from None
+            doc = read_json(self.json_path)
             if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
                 raise DataError(f"{self.json_path}: expected an object with an 'images' list (Karpathy split format)")
             self._entries = doc["images"]
@@ -145,17 +160,20 @@ class KarpathyCaptions:
             wanted = set(self.splits[split])
             items = []
             for index, entry in enumerate(self._load_json()):
-                if entry.get("split") not in wanted:
-                    continue
                 where = f"{self.json_path}, images[{index}]"
-                if "filename" not in entry or not entry.get("sentences"):
-                    raise DataError(f"{where}: needs 'filename' and a non-empty 'sentences' list")
-                path = self.image_root / entry.get("filepath", "") / entry["filename"]
+                if not isinstance(entry, dict) or not isinstance(entry.get("split"), str):
+                    raise DataError(f"{where}: expected an object with a 'split' string (Karpathy split format)")
+                if entry["split"] not in wanted:
+                    continue
+                path = _image_path(entry, self.image_root, where)
                 image_id = str(entry.get("cocoid", entry.get("imgid", index)))
                 items.append(CaptionedImage(path, [_caption(s, where) for s in entry["sentences"]], image_id))
                 if self.max_images and len(items) >= self.max_images:
                     break
-            self._read[split] = drop_bad_images(items, self.on_bad_image, f"{self.json_path} ({split} split)")
+            require_examples(items, self.json_path, split, f"no image has split {' or '.join(map(repr, sorted(wanted)))}")
+            items = drop_bad_images(items, self.on_bad_image, f"{self.json_path} ({split} split)")
+            require_examples(items, self.json_path, split, f"every image was missing or unreadable under {self.image_root}")
+            self._read[split] = items
         return self._read[split]
 
 

@@ -169,7 +169,15 @@ class QATask(SharedVocabularyTask):
             if not sep or not question.strip() or not context.strip():
                 raise DataError(f"input line {n}: expected 'question {INPUT_SEPARATOR} context', got {line[:60]!r}")
             items.append(QAItem(f"input-{n}", question.strip(), context.strip(), ()))
-        return self._encode(items, "predict", with_targets=False)
+        examples = []
+        for item in items:  # not _encode: predict reports cut contexts by line, not as a count
+            src, _, truncated = self._source(item.question, item.context)
+            examples.append({
+                "src": torch.tensor(src), "tgt": None,
+                "source": f"{item.question} {INPUT_SEPARATOR} {item.context}", "ref": QAReference((), None, False),
+                **({"truncated": f"task.adapter.max_src_len={self.max_src_len} pieces"} if truncated else {}),
+            })
+        return examples
 
     # -- outputs and metrics --------------------------------------------------------------
     def decode(self, tokens: Tensor) -> list[str]:

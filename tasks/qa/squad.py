@@ -10,13 +10,13 @@ per-type breakdown; other readers of SQuAD JSON ignore them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from encdec.data.text_files import read_json, require_examples
 from encdec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,20 @@ def _get(obj, key: str, kind, where: str, path: Path):
     return obj[key]
 
 
+def _optional(obj: dict, key: str, kind, default, where: str, path: Path):
+    """An optional field of `kind` (bool is not taken for a number)."""
+    value = obj.get(key, default)
+    if key not in obj or value is None and default is None:
+        return default
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise DataError(f"{path}: {where}.{key} is not of type {kind.__name__}; expected SQuAD JSON (v1.1 or v2.0)")
+    return value
+
+
 def read_squad(path: str | Path) -> list[QAItem]:
-    """Every question of a SQuAD v1.1/v2.0 file, in file order."""
+    """Every question of a SQuAD v1.1/v2.0 file, in file order (none for an empty `data`)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    doc = read_json(path)
     items = []
     for a, article in enumerate(_get(doc, "data", list, "<root>", path)):
         for p, para in enumerate(_get(article, "paragraphs", list, f"data[{a}]", path)):
@@ -66,9 +71,10 @@ def read_squad(path: str | Path) -> list[QAItem]:
                 qwhere = f"{where}.qas[{q}]"
                 answers = _get(qa, "answers", list, qwhere, path)
                 texts = tuple(_get(ans, "text", str, f"{qwhere}.answers[{i}]", path) for i, ans in enumerate(answers))
-                if not texts and not qa.get("is_impossible", False):
+                impossible = _optional(qa, "is_impossible", bool, False, qwhere, path)
+                if not texts and not impossible:
                     raise DataError(f"{path}: {qwhere} has no answers and is not marked is_impossible")
-                if qa.get("is_impossible", False):
+                if impossible:
                     texts = ()  # v2.0 keeps "plausible_answers" apart; "answers" is empty
                 items.append(
                     QAItem(
@@ -76,13 +82,14 @@ def read_squad(path: str | Path) -> list[QAItem]:
                         question=_get(qa, "question", str, qwhere, path),
                         context=context,
                         answers=texts,
-                        answer_starts=tuple(int(ans.get("answer_start", -1)) for ans in answers[: len(texts)]),
-                        qtype=qa.get("type"),
-                        unseen=bool(qa.get("unseen", False)),
+                        answer_starts=tuple(
+                            _optional(ans, "answer_start", int, -1, f"{qwhere}.answers[{i}]", path)
+                            for i, ans in enumerate(answers[: len(texts)])
+                        ),
+                        qtype=_optional(qa, "type", str, None, qwhere, path),
+                        unseen=_optional(qa, "unseen", bool, False, qwhere, path),
                     )
                 )
-    if not items:
-        raise DataError(f"{path}: no questions found")
     return items
 
 
@@ -124,4 +131,7 @@ class SquadFiles:
         return target
 
     def read(self, split: str) -> list[QAItem]:
-        return read_squad(self.path(split))
+        path = self.path(split)
+        items = read_squad(path)
+        require_examples(items, path, split, "no questions found (SQuAD JSON: data[].paragraphs[].qas[])")
+        return items

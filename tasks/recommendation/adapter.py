@@ -233,7 +233,11 @@ class RecommendationTask(TaskAdapter):
                 history = tokens if all(t in self.index for t in tokens) else [self._resolve(line, number)]
             if not history:
                 raise DataError(f"input line {number}: the history has no known item")
-            examples.append(self._example(line, history[-self.max_history :], None))
+            example = self._example(line, history[-self.max_history :], None)
+            # a given history that is cut is reported by predict (a user:<id> history is cut by design)
+            if len(history) > self.max_history and not line.lower().startswith("user:"):
+                example["truncated"] = f"task.adapter.max_history={self.max_history} items"
+            examples.append(example)
         return examples
 
     # -- outputs and metrics --------------------------------------------------------------

@@ -14,7 +14,9 @@ or imported); MovieLens-1M from GroupLens when a network is there.
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import math
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from encdec.errors import DataError
+from encdec.data.text_files import decode_text, read_bytes, read_text_lines
+from encdec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +61,31 @@ class Interactions:
 
 def _lines(path: Path, encoding: str = "utf-8"):
     """(line number, text) of non-blank lines; errors name the file."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not valid {encoding} ({exc.reason})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(read_text_lines(path, encoding), start=1):
         if line.strip():
             yield number, line
 
 
 def _time(value: str, path: Path, number: int) -> float:
     try:
-        return float(value)
+        time = float(value)
     except ValueError:
         raise DataError(f"{path}, line {number}: timestamp {value!r} is not a number") from None
+    if not math.isfinite(time):
+        raise DataError(f"{path}, line {number}: timestamp {value!r} is not a finite number")
+    return time
+
+
+def _add(out: "Interactions", path: Path, number: int, user: str, item: str, time: str) -> None:
+    if not user.strip() or not item.strip():
+        raise DataError(f"{path}, line {number}: empty {'user' if not user.strip() else 'item'} id; fill or remove the line")
+    out.add(user, item, _time(time, path, number))
+
+
+def _nonempty(out: "Interactions", path: Path) -> "Interactions":
+    if not len(out):
+        raise DataError(f"{path}: no training examples (no interaction rows in the file)")
+    return out
 
 
 def _columns(path: Path, number: int, line: str, sep: str, want: int) -> list[str]:
@@ -118,8 +125,8 @@ def read_atomic_inter(path: Path, user_field: str = "user_id", item_field: str =
     out = Interactions()
     for number, line in lines:
         parts = _columns(path, number, line, "\t", len(header))
-        out.add(parts[cu], parts[ci], _time(parts[ct], path, number))
-    return out
+        _add(out, path, number, parts[cu], parts[ci], parts[ct])
+    return _nonempty(out, path)
 
 
 def read_atomic_item(path: Path, item_field: str = "item_id", title_fields=("movie_title", "title", "name"),
@@ -152,8 +159,8 @@ def read_ml100k_udata(path: Path) -> Interactions:
     out = Interactions()
     for number, line in _lines(path):
         user, item, _, time = _columns(path, number, line, "\t", 4)[:4]
-        out.add(user, item, _time(time, path, number))
-    return out
+        _add(out, path, number, user, item, time)
+    return _nonempty(out, path)
 
 
 def read_ml100k_uitem(path: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -172,8 +179,8 @@ def read_ml1m_ratings(path: Path) -> Interactions:
     out = Interactions()
     for number, line in _lines(path, encoding="latin-1"):
         user, item, _, time = _columns(path, number, line, "::", 4)[:4]
-        out.add(user, item, _time(time, path, number))
-    return out
+        _add(out, path, number, user, item, time)
+    return _nonempty(out, path)
 
 
 def read_ml1m_movies(path: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -186,31 +193,55 @@ def read_ml1m_movies(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 # -- plain CSV -------------------------------------------------------------------------------
+def _csv_rows(path: Path, delimiter: str):
+    """(line number, cells) of each non-blank CSV record, the header first; errors name the line."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ConfigError(f"data.delimiter={delimiter!r}: must be a single character")
+    text = decode_text(read_bytes(path), str(path))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _csv_header(path: Path, rows, wanted: list[tuple[str, str]]) -> tuple[int, list[int]]:
+    """The header's width and the column of each wanted (name, config key)."""
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path}: empty file; a CSV with a header line is expected")
+    number, header = first
+    header = [h.strip() for h in header]
+    for name, key in wanted:
+        if name not in header:
+            raise DataError(f"{path}, line {number}: no column {name!r} in the header ({', '.join(header)}); set data.{key}")
+    return len(header), [header.index(name) for name, _ in wanted]
+
+
 def read_csv(path: Path, user_column: str = "user", item_column: str = "item",
              time_column: str = "timestamp", delimiter: str = ",") -> Interactions:
-    try:
-        f = open(path, newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+    rows = _csv_rows(path, delimiter)
+    width, cols = _csv_header(path, rows, [(user_column, "user_column"), (item_column, "item_column"), (time_column, "time_column")])
     out = Interactions()
-    with f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file")
-        header = [h.strip() for h in header]
-        cols = []
-        for name, key in [(user_column, "user_column"), (item_column, "item_column"), (time_column, "time_column")]:
-            if name not in header:
-                raise DataError(f"{path}, line 1: no column {name!r} in the header ({', '.join(header)}); set data.{key}")
-            cols.append(header.index(name))
-        for number, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) < len(header):
-                raise DataError(f"{path}, line {number}: {len(row)} columns, the header has {len(header)}")
-            out.add(row[cols[0]].strip(), row[cols[1]].strip(), _time(row[cols[2]], path, number))
-    return out
+    for number, row in rows:
+        if len(row) < width:
+            raise DataError(f"{path}, line {number}: {len(row)} columns, the header has {width}")
+        _add(out, path, number, row[cols[0]].strip(), row[cols[1]].strip(), row[cols[2]])
+    return _nonempty(out, path)
+
+
+def read_csv_titles(path: Path, item_column: str, title_column: str, delimiter: str = ",") -> dict[str, str]:
+    """Item id -> title from an item CSV with a header."""
+    rows = _csv_rows(path, delimiter)
+    width, (ci, ct) = _csv_header(path, rows, [(item_column, "item_column"), (title_column, "title_column")])
+    titles = {}
+    for number, row in rows:
+        if len(row) < width:
+            raise DataError(f"{path}, line {number}: {len(row)} columns, the header has {width}")
+        titles[row[ci].strip()] = row[ct].strip()
+    return titles
 
 
 # -- sources (the `data` config group) -------------------------------------------------------
@@ -265,9 +296,9 @@ class InteractionsCSV:
     def read(self) -> Interactions:
         log_ = read_csv(self.path, delimiter=self.delimiter, **self.columns)
         if self.items_path:
-            with open(Path(self.items_path).expanduser(), newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f, delimiter=self.delimiter):
-                    log_.titles[row[self.columns["item_column"]].strip()] = row.get(self.title_column, "").strip()
+            log_.titles.update(read_csv_titles(
+                Path(self.items_path).expanduser(), self.columns["item_column"], self.title_column, self.delimiter
+            ))
         return log_
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from encdec.errors import DataError
+from encdec.data.text_files import require_examples
+from encdec.errors import ConfigError, DataError
 from encdec.types import Batch
 from encdec_tasks.textgen.oracle import ORACLE_FILE, SEQ_LEN, OracleLSTM
 from encdec_tasks.translation.data import Multi30k, read_lines
@@ -69,7 +70,9 @@ class OracleData:
             raise DataError(f"no {split!r} split for the oracle data (data.sizes has {sorted(self.sizes)})")
         if split not in self._cache:
             gen = torch.Generator().manual_seed(self.seed * 10 + _SPLIT_OFFSET.get(split, 3))
-            n = int(self.sizes[split])
+            n = self.sizes[split]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"data.sizes.{split}={n!r}: give a positive number of oracle samples")
             chunks = [self.oracle().sample(min(1000, n - i), self.seq_len, gen) for i in range(0, n, 1000)]
             self._cache[split] = torch.cat(chunks) if chunks else torch.zeros(0, self.seq_len, dtype=torch.long)
         return self._cache[split]
@@ -87,7 +90,9 @@ class TextFile:
         path = self.root / self.splits[split]
         if not path.exists() and Path(f"{path}.gz").exists():
             path = Path(f"{path}.gz")
-        return read_lines(path)
+        lines = read_lines(path)
+        require_examples(lines, path, split, "the file is empty")
+        return lines
 
 
 class Multi30kText:

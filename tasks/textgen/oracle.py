@@ -9,6 +9,8 @@ weight layout and double bias would need a re-packing that is easy to get subtly
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encdec.decoding.categorical import sample_categorical
+from encdec.data.text_files import read_bytes
 from encdec.errors import DataError
 
 ORACLE_FILE = "oracle_lstm.npz"
@@ -49,11 +52,33 @@ class OracleLSTM(nn.Module):
                 f"{path}: SeqGAN oracle weights not found; set ENCDEC_DATA_DIR to the folder holding "
                 f"seqgan-oracle/{ORACLE_FILE} (or data.oracle_path)"
             )
-        raw = path.read_bytes()
+        raw = read_bytes(path)
         if check_hash and hashlib.sha256(raw).hexdigest() != ORACLE_SHA256:
             raise DataError(f"{path}: sha256 differs from the published oracle ({ORACLE_SHA256[:12]}...)")
-        with np.load(path, allow_pickle=False) as npz:
-            return cls({k: npz[k] for k in npz.files})
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+            # numpy's own reason may advise allow_pickle, the unsafe option: never echo it
+            reason = "pickled or unknown content" if "pickle" in str(exc) else str(exc)
+            raise DataError(f"{path}: not a readable npz file of oracle weights ({reason})") from None
+        missing = [k for k in ORACLE_ARRAYS if k not in arrays]
+        bad = [k for k in ORACLE_ARRAYS if k in arrays and arrays[k].dtype.kind not in "fiu"]
+        if missing:
+            raise DataError(f"{path}: oracle weights lack array(s) {', '.join(missing)}")
+        if bad:
+            raise DataError(f"{path}: oracle weight array(s) {', '.join(bad)} are not numeric")
+        emb, wi = arrays["embedding"], arrays["Wi"]
+        if emb.ndim != 2 or wi.ndim != 2 or wi.shape[0] != emb.shape[1]:
+            raise DataError(f"{path}: oracle weights have inconsistent shapes (embedding {emb.shape}, Wi {wi.shape})")
+        (v, e), h = emb.shape, wi.shape[1]
+        want = {"W_out": (h, v), "b_out": (v,)}
+        for name in ORACLE_ARRAYS[1:-2]:
+            want[name] = (h,) if name.startswith("b") else (e, h) if name.startswith("W") else (h, h)
+        wrong = [f"{k} {arrays[k].shape} (want {w})" for k, w in want.items() if arrays[k].shape != w]
+        if wrong:
+            raise DataError(f"{path}: oracle weights have inconsistent shapes: {'; '.join(wrong)}")
+        return cls(arrays)
 
     def cell(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         i = torch.sigmoid(x @ self.Wi + h @ self.Ui + self.bi)

@@ -152,7 +152,11 @@ class TranslationTask(TaskAdapter):
         lines = [line.strip() for line in lines]
         if not all(lines):
             raise DataError(f"input line {lines.index('') + 1} is empty")
-        return self._encode(lines, None)
+        examples = self._encode(lines, None)
+        for example, ids in zip(examples, self.src_tok.encode_batch(lines)):
+            if len(ids) > self.max_src_len:  # predict warns (or refuses) with the line numbers
+                example["truncated"] = f"task.adapter.max_src_len={self.max_src_len} pieces"
+        return examples
 
     # -- outputs and metrics --------------------------------------------------------------
     def decode(self, tokens: Tensor) -> list[str]:

@@ -6,11 +6,11 @@ naming the file and line on a mismatched line count, an empty line or invalid UT
 
 from __future__ import annotations
 
-import gzip
 import logging
 import urllib.request
 from pathlib import Path
 
+from encdec.data.text_files import read_text_lines, require_examples
 from encdec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -19,27 +19,11 @@ Pairs = list[tuple[str, str]]
 
 def read_lines(path: Path) -> list[str]:
     """UTF-8 lines of a plain or gzip file, without line ends; rejects empty lines."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            text = line.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}, line {number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    lines = read_text_lines(path)
+    for number, text in enumerate(lines, start=1):
         if not text.strip():
             raise DataError(f"{path}, line {number}: empty line; remove it (and its translation) or fill it")
-        out.append(text)
-    return out
+    return lines
 
 
 def read_aligned(src_path: Path, tgt_path: Path) -> Pairs:
@@ -70,9 +54,10 @@ class ParallelText:
         if split not in self.splits:
             raise DataError(f"no {split!r} split configured (data.splits has {sorted(self.splits)})")
         prefix = self.splits[split]
-        return read_aligned(
-            _find(self.root, f"{prefix}.{self.src_lang}"), _find(self.root, f"{prefix}.{self.tgt_lang}")
-        )
+        src_path = _find(self.root, f"{prefix}.{self.src_lang}")
+        pairs = read_aligned(src_path, _find(self.root, f"{prefix}.{self.tgt_lang}"))
+        require_examples(pairs, src_path, split, "the file is empty")
+        return pairs
 
 
 class Multi30k(ParallelText):
@@ -94,6 +79,8 @@ class Multi30k(ParallelText):
         self.download = download
 
     def read(self, split: str) -> Pairs:
+        if split not in self.splits:
+            raise DataError(f"no {split!r} split in Multi30k (it has {sorted(self.splits)})")
         for lang in (self.src_lang, self.tgt_lang):
             name = f"{self.splits[split]}.{lang}.gz"
             if not (self.root / name).exists() and not (self.root / name[:-3]).exists():
@@ -132,11 +119,14 @@ class TSVText:
         pairs = []
         for number, line in enumerate(read_lines(path), start=1):
             fields = line.split("\t")
-            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+            if len(fields) != 2:
                 raise DataError(
-                    f"{path}, line {number}: expected 'source<TAB>target', got {len(fields)} field(s)"
+                    f"{path}, line {number}: expected 'source<TAB>target', got {len(fields)} tab-separated field(s)"
                 )
+            if not fields[0].strip() or not fields[1].strip():
+                raise DataError(f"{path}, line {number}: empty {'source' if not fields[0].strip() else 'target'}; fill or remove the line")
             pairs.append((fields[0], fields[1]))
+        require_examples(pairs, path, split, "the file is empty")
         return pairs
 
 
@@ -151,4 +141,7 @@ class MonolingualText:
     def read(self, split: str) -> Pairs:
         if split not in self.splits:
             raise DataError(f"no {split!r} split configured (data.splits has {sorted(self.splits)})")
-        return [(line, line) for line in read_lines(self.root / self.splits[split])]
+        path = self.root / self.splits[split]
+        lines = read_lines(path)
+        require_examples(lines, path, split, "the file is empty")
+        return [(line, line) for line in lines]

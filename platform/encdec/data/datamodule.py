@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from encdec.data.bucketing import TokenBudgetBatchSampler
+from encdec.data.text_files import SPLIT_NAMES
 from encdec.errors import DataError
 from encdec.task import TaskAdapter
 
@@ -32,7 +33,10 @@ class EncDecDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         examples = self.adapter.examples(split)
         if not examples:
-            raise DataError(f"the {split!r} split has no examples: check the data config (data.root and its files)")
+            raise DataError(
+                f"no {SPLIT_NAMES.get(split, split)} examples left after reading the data (none read, or all "
+                "filtered out, e.g. by the task's length limits): check the data config"
+            )
         trainer = self.trainer
         sampler = TokenBudgetBatchSampler(
             [self.adapter.length(e) for e in examples],

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from tokenizers import Tokenizer
 
-from encdec.data.tokenizer import SubwordTokenizer
+from encdec.data.tokenizer import SubwordTokenizer, read_tokenizer_file
 from encdec.errors import ConfigError
 
 ROLES = {"pad": ("[PAD]", "<pad>"), "bos": ("[CLS]", "<s>"), "eos": ("[SEP]", "</s>"), "unk": ("[UNK]", "<unk>")}
@@ -41,11 +41,11 @@ class PretrainedTokenizer(SubwordTokenizer):
                 f"{key}={model_dir}: no tokenizer.json in that folder (a Hugging Face model folder "
                 "saved with a fast tokenizer is needed)"
             )
-        return cls(Tokenizer.from_file(str(path)), str(path))
+        return cls(read_tokenizer_file(path), str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> "PretrainedTokenizer":
-        return cls(Tokenizer.from_file(str(path)), str(path))
+        return cls(read_tokenizer_file(path), str(path))
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.decode_batch([list(ids)])[0]

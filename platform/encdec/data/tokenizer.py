@@ -11,6 +11,8 @@ from typing import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from encdec.errors import DataError
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
 # for denoising pre-training (objective=denoise), trained on request (mask_token=True) after
@@ -27,7 +29,7 @@ class SubwordTokenizer:
             tokenizer.token_to_id(t) for t in SPECIALS
         )
         if None in (self.pad_id, self.bos_id, self.eos_id, self.unk_id):
-            raise ValueError(f"tokenizer lacks one of the special tokens {SPECIALS}")
+            raise DataError(f"tokenizer lacks one of the special tokens {SPECIALS}")
         self.mask_id = tokenizer.token_to_id(MASK)
 
     @classmethod
@@ -57,7 +59,11 @@ class SubwordTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "SubwordTokenizer":
-        return cls(Tokenizer.from_file(str(path)))
+        tok = read_tokenizer_file(path)
+        try:
+            return cls(tok)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}; restore it from the run that trained it") from None
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -83,6 +89,19 @@ class SubwordTokenizer:
         return self.tok.decode_batch(
             [list(_until_eos(r, self.eos_id)) for r in rows], skip_special_tokens=True
         )
+
+
+def read_tokenizer_file(path: str | Path) -> Tokenizer:
+    """A saved `tokenizers` file; a missing or damaged one is a DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: tokenizer file not found; it is written by encdec-train into the run directory")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust library raises plain Exception for every failure
+        raise DataError(
+            f"{path}: not a valid tokenizer file ({exc}); restore it from the run that trained it"
+        ) from None
 
 
 def _until_eos(ids: Iterable[int], eos: int) -> Iterator[int]:
