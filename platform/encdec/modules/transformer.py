@@ -173,14 +173,23 @@ class DecoderLayer(nn.Module):
         buffers (grown when full; None before the first step), then x attends over
         positions 0..pos. Returns the new hidden states and the (possibly new) buffers."""
         h = self.norm1(x)
-        k, v = self.self_attn.keys_values(h)
-        cache = _room_for(cache, k, v, pos)
-        for buffer, new in zip(cache, (k, v)):
-            buffer[:, :, pos : pos + 1] = new
+        cache = _append(cache, *self.self_attn.keys_values(h), pos)
         k, v = (buffer[:, :, : pos + 1] for buffer in cache)
         x = x + self.drop(self.self_attn(h, k, v, None))
         x = x + self.drop(self.cross_attn(self.norm2(x), *cross_kv, memory_keep, group))
         return x + self.drop(self.ffn(self.norm3(x))), cache
+
+
+def _append(cache, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
+    """Buffers holding positions 0..pos, the new k/v [N,H,1,d] at `pos`."""
+    if k.requires_grad:  # autograd saved views of earlier buffers: never write into them
+        if cache is None:
+            return k, v
+        return tuple(torch.cat([old[:, :, :pos], new], dim=2) for old, new in zip(cache, (k, v)))
+    cache = _room_for(cache, k, v, pos)
+    for buffer, new in zip(cache, (k, v)):
+        buffer[:, :, pos : pos + 1] = new
+    return cache
 
 
 def _room_for(cache, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
@@ -199,6 +208,8 @@ def _room_for(cache, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
 
 def _select_rows(cache: tuple[Tensor, Tensor], index: Tensor, pos: int) -> tuple[Tensor, ...]:
     """Rows `index` of the cache buffers, copying only the filled prefix."""
+    if cache[0].requires_grad:
+        return tuple(buffer[:, :, :pos].index_select(0, index) for buffer in cache)
     picked = []
     for buffer in cache:
         new = buffer.new_empty((index.numel(),) + buffer.shape[1:])
