@@ -25,6 +25,10 @@ same values), same thread count, one process.
     two models stop at different, arbitrary lengths ("free" rows). The "fixed length" rows
     ban EOS until the last step on both sides (ours min_len=63, HF min_new_tokens=63):
     exactly 64 tokens per sentence each, the like-for-like comparison.
+    --stopping picks when a beam stops, on both sides: early (default, fairseq; HF
+    early_stopping=True), heuristic (HF early_stopping=False), exact (HF "never").
+    --decode-dtype bf16 runs our decoder steps under bf16 autocast; --int8 decodes with our
+    model after quantize_for_cpu (int8 dynamic linear layers). Both are ours-only options.
 
 Rounds are interleaved (the side that goes first alternates); the table reports medians
 over rounds and the ratio ours/HF.
@@ -58,6 +62,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dec-batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=64, help="max output tokens when decoding")
     p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--stopping", choices=["early", "heuristic", "exact"], default="early",
+                   help="beam stopping rule, mapped to HF's early_stopping")
+    p.add_argument("--decode-dtype", choices=["fp32", "bf16"], default="fp32", help="ours: decoding.dtype")
+    p.add_argument("--int8", action="store_true", help="ours: decode with quantize_for_cpu(model)")
     p.add_argument("--max-tokens", type=int, default=4096, help="our token budget per batch")
     p.add_argument("--data-root", default=os.environ.get("ENCDEC_DATA_DIR", "/work/shared/datasets"))
     p.add_argument("--precisions", default="fp32,bf16")
@@ -97,6 +105,7 @@ from transformers import (  # noqa: E402
 
 from encdec.data.bucketing import TokenBudgetBatchSampler  # noqa: E402
 from encdec.decoding import BeamSearch, Greedy  # noqa: E402
+from encdec.decoding.quantize import quantize_for_cpu  # noqa: E402
 from encdec.model import EncoderDecoder  # noqa: E402
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder  # noqa: E402
 from encdec.objectives import MLE  # noqa: E402
@@ -198,9 +207,24 @@ class Ours:
 
     def decode(self, src, src_mask, beam: int, max_len: int, fixed: bool) -> torch.Tensor:
         # fixed: EOS banned until the last step, which forces it -> exactly max_len tokens
-        kw = {"max_len": max_len, "min_len": max_len - 1 if fixed else 0}
-        search = Greedy(**kw) if beam == 1 else BeamSearch(beam_size=beam, length_penalty=1.0, **kw)
-        return search(self.model, src, src_mask).best()
+        kw = {"max_len": max_len, "min_len": max_len - 1 if fixed else 0, "dtype": ARGS.decode_dtype}
+        search = (
+            Greedy(**kw) if beam == 1
+            else BeamSearch(beam_size=beam, length_penalty=1.0, stopping=ARGS.stopping, **kw)
+        )
+        return search(self.decoding_model(), src, src_mask).best()
+
+    def decoding_model(self):
+        """The model decoding uses; with --int8 its quantised copy, made on the first call
+        (decoding runs after all training rounds, so the weights no longer change)."""
+        if not ARGS.int8:
+            return self.model
+        if getattr(self, "_int8", None) is None:
+            self._int8 = quantize_for_cpu(self.model)
+        return self._int8
+
+
+HF_EARLY_STOPPING = {"early": True, "heuristic": False, "exact": "never"}
 
 
 class HF:
@@ -263,7 +287,7 @@ class HF:
             input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_len,
             num_beams=beam, do_sample=False, length_penalty=1.0,
             **({"min_new_tokens": max_len - 1} if fixed else {}),
-            **({"early_stopping": True} if beam > 1 else {}),
+            **({"early_stopping": HF_EARLY_STOPPING[ARGS.stopping]} if beam > 1 else {}),
         )
         return out[:, 1:]  # drop decoder_start_token
 
@@ -287,6 +311,8 @@ def time_training(side, precision: str, warmup: int, steps: int) -> dict:
 
 def time_decoding(side, inputs: list, beam: int, max_len: int, fixed: bool) -> dict:
     side.model.eval()
+    if hasattr(side, "decoding_model"):
+        side.decoding_model()  # an --int8 copy is made outside the timed region
     tokens = sents = 0
     t0 = time.perf_counter()
     for src, mask in inputs:

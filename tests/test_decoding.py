@@ -164,16 +164,28 @@ def test_beam_finds_the_better_hypothesis(alpha):
     assert hyps.scores[0].tolist() == pytest.approx(expected, **APPROX)
 
 
-def test_beam_returns_the_n_best_in_descending_order():
-    hyps = search(BeamSearch(beam_size=3, length_penalty=1.0, num_return=3, max_len=10), LENGTHS)
-    assert rows(hyps.tokens[0]) == [[A, B, EOS], [EOS, PAD, PAD], [A, EOS, PAD]]
-    expected = [lp(0.6, 0.9, 0.5) / 3, lp(0.4), lp(0.6, 0.1) / 2]
-    assert hyps.scores[0].tolist() == pytest.approx(expected, **APPROX)
+@pytest.mark.parametrize(
+    "stopping, best, scores",
+    [
+        # fairseq's early stop: three hypotheses are out after step 3, so [A, B, C, EOS] never ends
+        ("early", [[A, B, EOS], [EOS, PAD, PAD], [A, EOS, PAD]], [lp(0.6, 0.9, 0.5) / 3, lp(0.4), lp(0.6, 0.1) / 2]),
+        # the live [A, B, C] could still beat [A, EOS]: it does (.27 over 4 tokens)
+        (
+            "exact",
+            [[A, B, C, EOS], [A, B, EOS, PAD], [EOS, PAD, PAD, PAD]],
+            [lp(0.6, 0.9, 0.5, 1.0) / 4, lp(0.6, 0.9, 0.5) / 3, lp(0.4)],
+        ),
+    ],
+)
+def test_beam_returns_the_n_best_in_descending_order(stopping, best, scores):
+    hyps = search(BeamSearch(beam_size=3, length_penalty=1.0, num_return=3, max_len=10, stopping=stopping), LENGTHS)
+    assert rows(hyps.tokens[0]) == best
+    assert hyps.scores[0].tolist() == pytest.approx(scores, **APPROX)
     assert hyps.scores[0].tolist() == sorted(hyps.scores[0].tolist(), reverse=True)
     # num_return=1 is the first of those
-    one = search(BeamSearch(beam_size=3, length_penalty=1.0, num_return=1, max_len=10), LENGTHS)
-    assert one.tokens.shape == (1, 1, 3)
-    assert rows(one.tokens[0, 0]) == [A, B, EOS]
+    one = search(BeamSearch(beam_size=3, length_penalty=1.0, num_return=1, max_len=10, stopping=stopping), LENGTHS)
+    assert one.tokens.shape == (1, 1, len(best[0]))
+    assert rows(one.tokens[0, 0]) == best[0]
 
 
 def test_beam_batch_of_different_tables():
@@ -197,15 +209,18 @@ def test_beam_of_one_is_greedy_on_tables(table):
 # 4. length penalty
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "alpha, best, score",
+    "alpha, stopping, best, score",
     [
-        (0.0, [EOS], lp(0.4)),  # raw: .4 beats .27 and .06
-        (1.0, [A, B, EOS], lp(0.6, 0.9, 0.5) / 3),  # -0.436 beats -0.916 and -1.407
-        (2.0, [A, B, EOS], lp(0.6, 0.9, 0.5) / 9),
+        (0.0, "early", [EOS], lp(0.4)),  # raw: .4 beats .27 and .06
+        (1.0, "early", [A, B, EOS], lp(0.6, 0.9, 0.5) / 3),  # -0.436 beats -0.916 and -1.407
+        (2.0, "early", [A, B, EOS], lp(0.6, 0.9, 0.5) / 9),
+        (0.0, "exact", [EOS], lp(0.4)),  # raw: .4 beats .27 (x2) and .06
+        (1.0, "exact", [A, B, C, EOS], lp(0.6, 0.9, 0.5) / 4),  # -0.327 beats -0.436
+        (2.0, "exact", [A, B, C, EOS], lp(0.6, 0.9, 0.5) / 16),
     ],
 )
-def test_length_penalty_normalises_by_length_counting_eos(alpha, best, score):
-    hyps = search(BeamSearch(beam_size=3, length_penalty=alpha, max_len=10), LENGTHS)
+def test_length_penalty_normalises_by_length_counting_eos(alpha, stopping, best, score):
+    hyps = search(BeamSearch(beam_size=3, length_penalty=alpha, max_len=10, stopping=stopping), LENGTHS)
     assert strip(rows(hyps.tokens[0, 0])) == best
     assert float(hyps.scores[0, 0]) == pytest.approx(score, **APPROX)
 
