@@ -25,6 +25,8 @@ from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
+from encdec.progress import print_run_summary
+from encdec.reporting import log_config
 
 log = logging.getLogger("encdec.train")
 
@@ -77,8 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     datamodule = EncDecDataModule(adapter, seed=cfg.seed, **cfg.loader)
     loggers = build_loggers(cfg, run_dir)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True), adapter.monitor)
     trainer = build_trainer(cfg, run_dir, loggers, adapter.monitor, adapter.monitor_mode)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if cfg.resume else None)
 
@@ -89,6 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.model.load_state_dict(load_weights(best))
         trainer.test(module, datamodule=datamodule, ckpt_path=None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if trainer.is_global_zero:
+        print_run_summary(run_dir, trainer, metrics)
     return metrics
 
 
