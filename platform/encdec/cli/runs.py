@@ -176,9 +176,9 @@ def format_table(columns: list[str], rows: list[list[str]]) -> str:
 
 
 def _curve_names(runs: list[Run]) -> list[str]:
-    """train/loss, then each monitored metric, then the other validation curves."""
+    """train/loss, val/loss, each monitored metric, then the other validation curves."""
     names = {k for r in runs for k in r.curves if not k.startswith("test/")}
-    first = ["train/loss"] + sorted({r.monitor for r in runs if r.monitor})
+    first = ["train/loss", "val/loss"] + sorted({r.monitor for r in runs if r.monitor})
     return [k for k in first if k in names] + sorted(k for k in names if k.startswith("val/") and k not in first)
 
 
@@ -187,21 +187,23 @@ def learning_curves_png(runs: list[Run], max_panels: int = 4) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.lines
     import matplotlib.pyplot as plt
 
     names = _curve_names(runs)[:max_panels] or ["(no curves: runs without csv/metrics.csv)"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for r in runs:
+        for i, r in enumerate(runs):  # one colour per run in every panel
             points = r.curves.get(name, [])
             if points:
                 ax.plot([s for s, _ in points], [v for _, v in points], marker="o" if len(points) < 30 else None,
-                        markersize=3, label=r.name)
+                        markersize=3, color=f"C{i % 10}")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles = [matplotlib.lines.Line2D([], [], color=f"C{i % 10}", label=r.name) for i, r in enumerate(runs)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(runs), 4), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 + 0.04 * (len(runs) // 4), 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
