@@ -23,6 +23,8 @@ from encdec.task import ImageCell, MetricReport, SampleTable
 MIN_TILE = 192
 #: a grid is at most this wide, so it shows whole at TensorBoard's default card size
 MAX_GRID_WIDTH = 1024
+#: config keys left out of the TensorBoard HParams table (they are on the `config` text page)
+_NOT_HPARAMS = ("callbacks.", "logger.", "paths.", "run_id")
 
 
 def _has_images(table: SampleTable) -> bool:
@@ -181,6 +183,8 @@ def log_config(loggers: list[Logger], config: Mapping[str, Any], monitor: str | 
             # the summaries alone: Lightning's log_hyperparams(metrics=...) would also write a
             # made-up value of the monitored metric at step 0 into its curve
             writer = logger.experiment._get_file_writer()
-            for summary in hparams(flat_hparams(config), {monitor: 0.0} if monitor else {}):
+            # what the run learns from, not where it prints or logs: the HParams table stays short
+            params = {k: v for k, v in flat_hparams(config).items() if not k.startswith(_NOT_HPARAMS)}
+            for summary in hparams(params, {monitor: 0.0} if monitor else {}):
                 writer.add_summary(summary)
             logger.experiment.add_text("config", config_markdown(config, monitor), global_step=0)
