@@ -176,7 +176,7 @@ def test_image_sample_tables_reach_tensorboard_and_files(tmp_path):
     # the event file holds an image summary under the row's tag, PNG-encoded (reading it back
     # through tensorboard's EventAccumulator costs seconds of imports)
     events = b"".join(p.read_bytes() for p in (tmp_path / "tb").rglob("events.out.tfevents.*"))
-    assert b"val/samples/0" in events and b"\x89PNG" in events
+    assert b"val/samples/image" in events and b"\x89PNG" in events
     md = (tmp_path / "samples" / "val_samples_step3.md").read_text()
     assert "![image](val_samples_step3/0_0.png)" in md and "a red thing" in md
     from PIL import Image

@@ -130,7 +130,7 @@ class EncDecModule(pl.LightningModule):
         for name, value in report.values.items():
             self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)))
         if self.trainer.is_global_zero:
-            log_protocol(self.loggers, split, report, self.run_dir)
+            log_protocol(self.loggers, split, report, self.run_dir, step=self.global_step)
             if sample is not None and self.num_samples > 0:
                 table = self.adapter.samples(sample[0], sample[1], self.num_samples)
                 log_samples(self.loggers, f"{split}/samples", table, self.global_step, self.run_dir)

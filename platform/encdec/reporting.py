@@ -1,62 +1,80 @@
-"""What a run shows: sample tables and metric protocols, sent to every configured logger.
+"""What a run shows: its config, metric protocols and sample tables, sent to every logger.
 
-Each Lightning logger has its own API for tables and text, hence one small function per kind.
+Each Lightning logger has its own API for tables, text and images, hence one small function
+per kind. TensorBoard renders markdown in its text tab, so tables go there as markdown and
+images as one grid per table, its captions as text in the table beside it (never drawn
+into the pixels, where they cannot be read or searched).
 """
 
 from __future__ import annotations
 
 import json
-import textwrap
+import math
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
+import yaml
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
 from encdec.task import ImageCell, MetricReport, SampleTable
+
+#: images narrower than this are enlarged (nearest neighbour: a 64-pixel scene stays sharp)
+MIN_TILE = 192
+#: a grid is at most this wide, so it shows whole at TensorBoard's default card size
+MAX_GRID_WIDTH = 1024
+#: config keys left out of the TensorBoard HParams table (they are on the `config` text page)
+_NOT_HPARAMS = ("callbacks.", "logger.", "paths.", "run_id")
 
 
 def _has_images(table: SampleTable) -> bool:
     return any(isinstance(v, ImageCell) for row in table.rows for v in row)
 
 
-def _markdown(table: SampleTable, image_links: dict[tuple[int, int], str] | None = None) -> str:
-    def cell(v, at=None):
+def _escape(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(table: SampleTable, image_cell=None) -> str:
+    """A markdown table; `image_cell(row, column)` says what stands in an image cell."""
+
+    def cell(v, r, c):
         if isinstance(v, ImageCell):
-            return f"![image]({image_links[at]})" if image_links and at in image_links else "(image)"
-        return str(v).replace("|", "\\|").replace("\n", " ")
+            return image_cell(r, c) if image_cell else "(image)"
+        return _escape(v)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v, (r, c)) for c, v in enumerate(row)) + " |" for r, row in enumerate(table.rows)]
+    lines += ["| " + " | ".join(cell(v, r, c) for c, v in enumerate(row)) + " |" for r, row in enumerate(table.rows)]
     return "\n".join(lines)
 
 
-def captioned_image(table: SampleTable, row: list, width: int = 512) -> np.ndarray:
-    """One row as one picture: its image cells side by side, its text cells written beneath
-    (TensorBoard images carry no caption of their own). uint8 [H, W, 3]."""
-    from PIL import Image, ImageDraw
+def image_grid(images: list[np.ndarray], min_tile: int = MIN_TILE, max_width: int = MAX_GRID_WIDTH) -> np.ndarray:
+    """Images as one picture, left to right then top to bottom, each enlarged to at least
+    `min_tile` pixels high (whole multiples, so small images stay sharp), on white with
+    a gap between tiles. uint8 [H, W, 3]."""
+    from PIL import Image
 
-    tiles = [Image.fromarray(np.asarray(v.pixels, dtype=np.uint8)) for v in row if isinstance(v, ImageCell)]
-    height = max(t.height for t in tiles)
-    tiles = [t.resize((max(1, t.width * height // t.height), height)) for t in tiles]
-    text = [
-        line
-        for name, v in zip(table.columns, row) if not isinstance(v, ImageCell)
-        for line in textwrap.wrap(f"{name}: {v}", width=max(20, width // 7)) or [f"{name}:"]
-    ]
-    canvas = Image.new("RGB", (max(width, sum(t.width for t in tiles)), height + 14 * len(text) + 6), "white")
-    x = 0
-    for t in tiles:
-        canvas.paste(t, (x, 0))
-        x += t.width
-    draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(text):
-        draw.text((4, height + 3 + 14 * i), line, fill="black")
+    tiles = []
+    for pixels in images:
+        img = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("RGB")
+        scale = max(1, math.ceil(min_tile / max(1, img.height)))
+        if img.width * scale > max_width:  # wide strips (e.g. a heatmap per word) keep their size
+            scale = 1
+        tiles.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
+    gap = 8
+    tile_w, tile_h = max(t.width for t in tiles), max(t.height for t in tiles)
+    cols = max(1, min(len(tiles), (max_width + gap) // (tile_w + gap)))
+    rows = math.ceil(len(tiles) / cols)
+    canvas = Image.new("RGB", (cols * tile_w + (cols - 1) * gap, rows * tile_h + (rows - 1) * gap), "white")
+    for i, t in enumerate(tiles):
+        canvas.paste(t, ((i % cols) * (tile_w + gap), (i // cols) * (tile_h + gap)))
     return np.asarray(canvas)
 
 
 def _log_image_samples(loggers: list[Logger], key: str, table: SampleTable, step: int, run_dir: Path) -> None:
     from PIL import Image
 
+    image_columns = sorted({c for row in table.rows for c, v in enumerate(row) if isinstance(v, ImageCell)})
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             import wandb
@@ -64,20 +82,25 @@ def _log_image_samples(loggers: list[Logger], key: str, table: SampleTable, step
             data = [[wandb.Image(v.pixels) if isinstance(v, ImageCell) else str(v) for v in r] for r in table.rows]
             logger.log_table(key=key, columns=table.columns, data=data, step=step)
         elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_text(key, _markdown(table), global_step=step)
-            for i, row in enumerate(table.rows):
-                logger.experiment.add_image(f"{key}/{i}", captioned_image(table, row), global_step=step, dataformats="HWC")
+            # one grid per image column (tag <key>/<column>), and the table as text naming
+            # each image's place in its grid
+            for c in image_columns:
+                cells = [row[c].pixels for row in table.rows if isinstance(row[c], ImageCell)]
+                logger.experiment.add_image(
+                    f"{key}/{table.columns[c]}", image_grid(cells), global_step=step, dataformats="HWC"
+                )
+            header = f"Images: `{key}/<column>` in the Images tab, numbered left to right, top to bottom.\n\n"
+            logger.experiment.add_text(key, header + _markdown(table, lambda r, c: f"#{r + 1}"), global_step=step)
     # files: the images next to a markdown table that links them
     stem = f"{key.replace('/', '_')}_step{step}"
     folder = run_dir / "samples" / stem
     folder.mkdir(parents=True, exist_ok=True)
-    links = {}
     for r, row in enumerate(table.rows):
         for c, v in enumerate(row):
             if isinstance(v, ImageCell):
                 Image.fromarray(np.asarray(v.pixels, dtype=np.uint8)).save(folder / f"{r}_{c}.png")
-                links[(r, c)] = f"{stem}/{r}_{c}.png"
-    (run_dir / "samples" / f"{stem}.md").write_text(_markdown(table, links) + "\n")
+    link = lambda r, c: f"![image]({stem}/{r}_{c}.png)"  # noqa: E731
+    (run_dir / "samples" / f"{stem}.md").write_text(_markdown(table, link) + "\n")
 
 
 def log_samples(loggers: list[Logger], key: str, table: SampleTable, step: int, run_dir: Path) -> None:
@@ -95,19 +118,73 @@ def log_samples(loggers: list[Logger], key: str, table: SampleTable, step: int, 
     out.write_text(_markdown(table) + "\n")
 
 
-def log_protocol(loggers: list[Logger], split: str, report: MetricReport, run_dir: Path) -> None:
-    """Protocol strings (sacreBLEU signature, ranking mode...) next to the values."""
+def protocol_markdown(record: Mapping[str, Mapping[str, Any]]) -> str:
+    """| metric | value | protocol | for a metrics/<split>.json record."""
+    lines = ["| metric | value | protocol |", "|---|---|---|"]
+    for name, info in record.items():
+        value = info["value"]
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else _escape(value)
+        lines.append(f"| {_escape(name)} | {shown} | {_escape(info.get('protocol', '')) or '-'} |")
+    return "\n".join(lines)
+
+
+def log_protocol(loggers: list[Logger], split: str, report: MetricReport, run_dir: Path, step: int | None = None) -> None:
+    """Each evaluation's values with their protocols (sacreBLEU signature, ranking mode...),
+    at the step of that evaluation, so a dashboard shows how every number was measured."""
     record = {
-        name: {"value": value, "protocol": report.protocol.get(name, "")}
+        name: {"value": float(value), "protocol": report.protocol.get(name, "")}
         for name, value in report.values.items()
     }
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update({f"{split}/{k}_protocol": v["protocol"] for k, v in record.items()})
+            logger.log_table(
+                key=f"{split}/protocol", columns=["metric", "value", "protocol"],
+                data=[[k, v["value"], v["protocol"]] for k, v in record.items()], step=step,
+            )
         elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_text(f"{split}/protocol", json.dumps(record, indent=2))
+            logger.experiment.add_text(f"{split}/protocol", protocol_markdown(record), global_step=step)
     path = run_dir / "metrics" / f"{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
+def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, int | float | str | bool]:
+    """A nested config as TensorBoard hparams: dotted keys, scalar values (lists and None as text)."""
+    flat: dict[str, int | float | str | bool] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_hparams(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def config_markdown(config: Mapping[str, Any], monitor: str | None) -> str:
+    """The resolved config as a text page: what is monitored, then the YAML itself."""
+    head = f"Checkpoints keep the best `{monitor}`.\n\n" if monitor else ""
+    body = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    # four-space indentation makes a markdown code block that keeps YAML's own indentation
+    return head + "\n".join("    " + line for line in body.splitlines())
+
+
+def log_config(loggers: list[Logger], config: Mapping[str, Any], monitor: str | None) -> None:
+    """The resolved run config to every logger: wandb's config, CSV's hparams.yaml, and in
+    TensorBoard an hparams summary (with the monitored metric, so the HParams tab lists runs
+    with their score) plus a `config` text page."""
+    for logger in loggers:
+        logger.log_hyperparams(dict(config))
+        if isinstance(logger, TensorBoardLogger):
+            from torch.utils.tensorboard.summary import hparams
+
+            # the summaries alone: Lightning's log_hyperparams(metrics=...) would also write a
+            # made-up value of the monitored metric at step 0 into its curve
+            writer = logger.experiment._get_file_writer()
+            # what the run learns from, not where it prints or logs: the HParams table stays short
+            params = {k: v for k, v in flat_hparams(config).items() if not k.startswith(_NOT_HPARAMS)}
+            for summary in hparams(params, {monitor: 0.0} if monitor else {}):
+                writer.add_summary(summary)
+            logger.experiment.add_text("config", config_markdown(config, monitor), global_step=0)

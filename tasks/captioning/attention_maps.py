@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from encdec.decoding import Greedy
 from encdec.reporting import log_samples
@@ -45,19 +45,25 @@ def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[tor
     return tokens, weights, grid
 
 
-def heatmap_strip(image: np.ndarray, words: list[str], weights: np.ndarray, grid: tuple[int, int], tile: int = 96) -> np.ndarray:
+def heatmap_strip(image: np.ndarray, words: list[str], weights: np.ndarray, grid: tuple[int, int], tile: int = 160) -> np.ndarray:
     """The image once per word, its attention (an H x W grid) upsampled and blended in red,
-    the word written under each tile. uint8 [tile + 14, tile * len(words), 3]."""
-    base = Image.fromarray(image).convert("RGB").resize((tile, tile))
-    strip = Image.new("RGB", (tile * max(1, len(words)), tile + 14), "white")
+    the word it produced written in a band under each tile (a label of the figure, at a
+    font size that scales with the tile). uint8 [tile + band, tile * len(words), 3], where
+    band = max(14, tile // 8)."""
+    band = max(14, tile // 8)
+    base = Image.fromarray(image).convert("RGB").resize((tile, tile), Image.BICUBIC)
+    strip = Image.new("RGB", (tile * max(1, len(words)), tile + band), "white")
     draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default(size=band - 3)
     for i, (word, w) in enumerate(zip(words, weights)):
         w = w.reshape(grid)
         w = (w - w.min()) / max(float(w.max() - w.min()), 1e-8)
         heat = Image.fromarray(np.uint8(255 * w)).resize((tile, tile), Image.BILINEAR)
         red = Image.merge("RGB", [heat, Image.new("L", heat.size, 0), Image.new("L", heat.size, 0)])
         strip.paste(Image.blend(base, red, 0.5), (i * tile, 0))
-        draw.text((i * tile + 3, tile + 1), word, fill="black")
+        if i:  # a thin white line between tiles, so neighbouring heatmaps do not run together
+            draw.line([(i * tile, 0), (i * tile, tile)], fill="white", width=2)
+        draw.text((i * tile + 3, tile + 1), word, fill="black", font=font)
     return np.asarray(strip)
 
 
@@ -65,7 +71,7 @@ class AttentionMaps(pl.Callback):
     """At each validation end, draw per-word attention heatmaps for the first `num_images`
     images of the first validation batch (`val/attention` in the loggers and run_dir/samples)."""
 
-    def __init__(self, num_images: int = 4, max_len: int = 30, tile: int = 96):
+    def __init__(self, num_images: int = 4, max_len: int = 30, tile: int = 160):
         self.num_images, self.max_len, self.tile = num_images, max_len, tile
         self._batch: Any = None
         self._warned = False

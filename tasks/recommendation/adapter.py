@@ -319,7 +319,8 @@ class RecommendationTask(TaskAdapter):
         rows = []
         for user, out, ref in list(zip(batch.meta["user"], outputs, refs))[:limit]:
             rank = rank_of(ref[0], out)
-            top = [f"*{title(i)}*" if i == ref[0] else title(i) for i in list(out)[:10]]
+            # numbered, so a rank is read off the list; the true next item in bold
+            top = [f"{k}. **{title(i)}**" if i == ref[0] else f"{k}. {title(i)}" for k, i in enumerate(list(out)[:10], 1)]
             rows.append([
                 user,
                 " → ".join(title(i) for i in ref.history[-5:]),
@@ -327,7 +328,7 @@ class RecommendationTask(TaskAdapter):
                 "; ".join(top),
                 rank if rank is not None else "-",
             ])
-        return SampleTable(["user", "last 5 of history", "next item", "top 10 (next item in *)", "rank"], rows)
+        return SampleTable(["user", "last 5 of history", "next item", "top 10 (next item in bold)", "rank"], rows)
 
     def reward(self, sources: list[Any], outputs: list[Sequence[str]], references: list[Sequence[str]]) -> list[float]:
         """NDCG@reward_k of the true next item in each output list (1 = ranked first)."""

@@ -16,6 +16,10 @@ def _first_set(*values):
 if not OmegaConf.has_resolver("first_set"):
     OmegaConf.register_new_resolver("first_set", _first_set)
 
+from encdec.cli.help import register_help_resolvers  # noqa: E402
+
+register_help_resolvers(CONF_DIR)  # the --help templates list conf/ as it is
+
 
 def run_reporting_user_errors(fn, *args):
     """Run an app; a user's mistake (bad config key, bad data line) ends with one clear

@@ -35,6 +35,8 @@ from encdec.lightning_module import EncDecModule
 from encdec.loggers import CSVLogger
 from encdec.run_guard import RunDirectoryLock, refuse_overwrite
 from encdec.validation import validate_train_config
+from encdec.progress import print_run_summary
+from encdec.reporting import log_config
 
 log = logging.getLogger("encdec.train")
 
@@ -125,7 +127,7 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
     for logger in loggers:
         if resume_step is not None and isinstance(logger, CSVLogger):
             logger.resume_from_step(resume_step)
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True), adapter.monitor)
     trainer = build_trainer(cfg, run_dir, loggers, adapter.monitor, adapter.monitor_mode, extra_callbacks=[preemption])
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resuming else None)
     if resuming:
@@ -138,6 +140,8 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
             module.model.load_state_dict(load_weights(best))
         trainer.test(module, datamodule=datamodule, ckpt_path=None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if trainer.is_global_zero:
+        print_run_summary(run_dir, trainer, metrics)
     return metrics
 
 
