@@ -15,6 +15,7 @@ from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
+from encdec.decoding.quantize import quantize_for_cpu
 from encdec.run_dir import load_run
 
 log = logging.getLogger("encdec.eval")
@@ -22,6 +23,8 @@ log = logging.getLogger("encdec.eval")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
+    if cfg.get("int8"):
+        model = quantize_for_cpu(model)
     out_dir = Path(cfg.run_dir).resolve() / "eval" / cfg.name
     module = EncDecModule(
         model=model, objective=None, adapter=adapter, decoding=build_component(cfg.decoding, "decoding"),

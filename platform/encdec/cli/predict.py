@@ -22,6 +22,7 @@ from encdec.build import build_component
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.text_files import decode_text, split_lines
 from encdec.errors import ConfigError, DataError, UserError
+from encdec.decoding.quantize import quantize_for_cpu
 from encdec.run_dir import load_run
 
 TRUNCATE_POLICIES = ("warn", "error")
@@ -125,6 +126,8 @@ def predict(cfg: DictConfig) -> None:
         if cfg.output:
             check_output(str(cfg.output))
     _, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="predict")
+    if cfg.get("int8"):
+        model = quantize_for_cpu(model)
     decoding = build_component(cfg.decoding, "decoding")
     torch.set_grad_enabled(False)
     if cfg.interactive:
