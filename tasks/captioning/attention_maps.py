@@ -32,14 +32,22 @@ def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[tor
     grid = None
     if attention is None or not isinstance(attention, torch.nn.Module):
         raise ValueError("attention maps need a decoder with an `attention` module (decoder=lstm or gru)")
-    steps: list[torch.Tensor] = []
-    handle = attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float()))
-    try:
-        tokens = Greedy(max_len=max_len, max_len_a=0)(model, src, None).best()
-    finally:
-        handle.remove()
+    # One image at a time: the search drops finished rows from its batch, so a batch's steps
+    # would hold fewer rows as captions end.
+    all_tokens, all_weights = [], []
+    for row in range(src.size(0)):
+        steps: list[torch.Tensor] = []
+        handle = attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float()))
+        try:
+            tokens = Greedy(max_len=max_len, max_len_a=0)(model, src[row : row + 1], None).best()
+        finally:
+            handle.remove()
+        all_tokens.append(tokens[0])
+        all_weights.append(torch.cat(steps, dim=0)[: tokens.size(1)])
+    length = max(t.size(0) for t in all_tokens)
+    tokens = torch.stack([torch.nn.functional.pad(t, (0, length - t.size(0)), value=model.pad_id) for t in all_tokens])
+    weights = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, length - w.size(0))) for w in all_weights])
     grid = getattr(model.encoder, "grid_size", None)
-    weights = torch.stack(steps, dim=1)[:, : tokens.size(1)]
     if grid is None or grid[0] * grid[1] != weights.size(-1):
         raise ValueError(f"the encoder's memory ({weights.size(-1)} vectors) is not a known image grid")
     return tokens, weights, grid
