@@ -72,3 +72,31 @@ def test_transformer_decoder_biases_and_layer_norms_are_exempt_tied_output_once(
 def test_a_bad_no_decay_value_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="optim.no_decay"):
         param_groups(Toy(), bad)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.no_decay=bias", "optim.no_decay='bias' is out of range: use a list of names"),
+    ("keep_last_checkpoints=-1", "keep_last_checkpoints=-1 is out of range"),
+    ("best_checkpoint.mode=up", "best_checkpoint.mode='up' is out of range"),
+    ("best_checkpoint.monitor=val/loss", "best_checkpoint.mode=None: say min or max for best_checkpoint.monitor=val/loss"),
+])
+def test_recipe_keys_are_checked_before_any_work(override, message):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    import encdec.cli  # noqa: F401  (registers the resolvers)
+    from conftest import CONF_DIR
+    from encdec.validation import validate_train_config
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data.root=/unused", override], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with pytest.raises(ConfigError) as info:
+        validate_train_config(cfg, CONF_DIR, choices)
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -222,3 +222,6 @@ def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) 
             raise ConfigError(f"{key}={value!r} is out of range: use {what}")
     _check_optimizer(cfg)
     _check_pairing(cfg, dict(choices))
+    from encdec.build import checkpoint_monitor  # (build imports this module)
+
+    checkpoint_monitor(cfg, _target(cfg.task.adapter, "task.adapter"))  # a mode for another metric
