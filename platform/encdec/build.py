@@ -76,6 +76,18 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     ]
 
 
+def checkpoint_monitor(cfg: DictConfig, adapter: TaskAdapter) -> tuple[str, str]:
+    """(metric, mode) that picks checkpoints/best.ckpt: the task's own (e.g. translation:
+    val/sacrebleu, max) unless `best_checkpoint.monitor` names another, e.g. val/loss (NLL)."""
+    chosen = cfg.get("best_checkpoint") or {}
+    monitor, mode = chosen.get("monitor"), chosen.get("mode")
+    if not monitor or monitor == adapter.monitor:
+        return adapter.monitor, mode or adapter.monitor_mode
+    if mode not in ("min", "max"):
+        raise ConfigError(f"best_checkpoint.mode={mode!r}: say min or max for best_checkpoint.monitor={monitor}")
+    return monitor, mode
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str, extra_callbacks: list | None = None
 ) -> pl.Trainer:
@@ -93,6 +105,14 @@ def build_trainer(
             save_top_k=1, enable_version_counter=False,
         )
     )
+    if cfg.get("keep_last_checkpoints"):  # epoch-<e>.ckpt of the last N epochs, for encdec-average
+        callbacks.append(
+            pl.callbacks.ModelCheckpoint(
+                dirpath=checkpoints, filename="epoch-{epoch}", auto_insert_metric_name=False, monitor="epoch",
+                mode="max", save_top_k=cfg.keep_last_checkpoints, save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
     callbacks.append(LastCheckpoint(checkpoints, every_n_train_steps=cfg.get("checkpoint_every_n_steps")))
     if cfg.get("checkpoint_every_minutes"):  # a hard kill (OOM, kill -9, node failure) loses at most this
         callbacks.append(LastCheckpoint(checkpoints, train_time_interval=timedelta(minutes=cfg.checkpoint_every_minutes)))

@@ -4,7 +4,7 @@ for the metrics, loggers for the samples."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -38,6 +38,7 @@ class EncDecModule(pl.LightningModule):
         num_samples: int = 8,
         test_split: str = "test",
         nonfinite: NonFiniteGuard | None = None,
+        no_decay: Sequence[str] = (),
     ):
         super().__init__()
         self.model, self.objective, self.adapter, self.decoding = model, objective, adapter, decoding
@@ -45,6 +46,7 @@ class EncDecModule(pl.LightningModule):
         self.run_dir, self.num_samples = Path(run_dir), num_samples
         self.test_split = test_split  # the split the test loop reads (eval can score `val`)
         self.nonfinite = nonfinite
+        self.no_decay = list(no_decay)  # optim.no_decay: parameters trained without weight decay
         self._eval_nll = MLE()
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
@@ -100,7 +102,7 @@ class EncDecModule(pl.LightningModule):
     def configure_optimizers(self):
         if hasattr(self.objective, "configure_optimizers"):
             return self.objective.configure_optimizers(self)
-        return build_optimizer(param_groups(self.model), self.optimizer_factory, self.schedule)
+        return build_optimizer(param_groups(self.model, self.no_decay), self.optimizer_factory, self.schedule)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         return batch.to(device)

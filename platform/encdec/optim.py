@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -72,15 +72,33 @@ class constant:  # noqa: N801
         return 1.0
 
 
-def param_groups(model: torch.nn.Module) -> list[dict]:
-    """Trainable parameters grouped by learning-rate scale.
+def _is_exempt(pname: str, module: torch.nn.Module, no_decay: Sequence[str]) -> bool:
+    """A parameter is exempt from weight decay when an entry of `no_decay` is part of its own
+    name (`bias`) or of its module's class name (`norm`: LayerNorm, RMSNorm, BatchNorm...;
+    `embedding`: nn.Embedding), compared case-insensitively."""
+    own, kind = pname.rsplit(".", 1)[-1].lower(), type(module).__name__.lower()
+    return any(word.lower() in own or word.lower() in kind for word in no_decay)
+
+
+def param_groups(model: torch.nn.Module, no_decay: Sequence[str] = ()) -> list[dict]:
+    """Trainable parameters grouped by learning-rate scale and by weight decay.
 
     A submodule declares its own scale with an `lr_scale` attribute (e.g. a pretrained
     backbone at 0.1 of the peak rate), set from its own config so the setting has one home;
     the innermost declaring module wins. Frozen parameters (requires_grad False) are left
     out, so a frozen backbone costs no optimiser state.
+
+    `no_decay` (config `optim.no_decay`, e.g. [bias, norm]) puts the matching parameters in
+    groups with `weight_decay` 0; the others keep the optimiser's configured weight decay.
+    A group's `no_decay_names` lists its exempt parameters by name.
     """
+    if isinstance(no_decay, str):  # a bare string would match letter by letter
+        raise ConfigError(f"optim.no_decay={no_decay!r} must be a list, e.g. [bias, norm]")
+    for word in no_decay:
+        if not isinstance(word, str) or not word:
+            raise ConfigError(f"optim.no_decay entries must be non-empty names (e.g. bias, norm), got {word!r}")
     scale_of: dict[str, float] = {}
+    exempt: set[str] = set()
     for name, module in model.named_modules():  # parents come before children
         scale = getattr(module, "lr_scale", None)
         if scale is not None:
@@ -88,11 +106,21 @@ def param_groups(model: torch.nn.Module) -> list[dict]:
                 raise ConfigError(f"lr_scale of `{name}` must be >= 0, got {scale}")
             for pname, _ in module.named_parameters(prefix=name):
                 scale_of[pname] = float(scale)
-    groups: dict[float, list] = {}
-    for pname, param in model.named_parameters():
+        for pname, _ in module.named_parameters(prefix=name, recurse=False):
+            if _is_exempt(pname, module, no_decay):
+                exempt.add(pname)
+    groups: dict[tuple[float, bool], list[tuple[str, torch.nn.Parameter]]] = {}
+    for pname, param in model.named_parameters():  # a shared (tied) weight once, by its first name
         if param.requires_grad:
-            groups.setdefault(scale_of.get(pname, 1.0), []).append(param)
-    return [{"params": ps, "lr_scale": scale} for scale, ps in sorted(groups.items(), reverse=True)]
+            key = (scale_of.get(pname, 1.0), pname in exempt)
+            groups.setdefault(key, []).append((pname, param))
+    out = []
+    for (scale, is_exempt), named in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        group: dict = {"params": [p for _, p in named], "lr_scale": scale}
+        if is_exempt:
+            group.update(weight_decay=0.0, no_decay_names=[n for n, _ in named])
+        out.append(group)
+    return out
 
 
 def build_optimizer(

@@ -152,6 +152,9 @@ RANGES = [
     ("num_samples", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("checkpoint_every_n_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("checkpoint_every_minutes", lambda v: v is None or (isinstance(v, (int, float)) and v > 0), "null or minutes > 0"),
+    ("keep_last_checkpoints", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    ("best_checkpoint.mode", lambda v: v in (None, "min", "max"), "min, max or null"),
+    ("optim.no_decay", lambda v: isinstance(v, list) and all(isinstance(w, str) and w for w in v), "a list of names, e.g. [bias, norm]"),
     ("nonfinite.max_skipped", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("trainer.max_steps", lambda v: isinstance(v, int) and v >= -1 and v != 0, "-1 (no limit) or an integer >= 1"),
     ("trainer.max_epochs", lambda v: v is None or (isinstance(v, int) and v >= -1 and v != 0), "-1, null or an integer >= 1"),
@@ -219,3 +222,6 @@ def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) 
             raise ConfigError(f"{key}={value!r} is out of range: use {what}")
     _check_optimizer(cfg)
     _check_pairing(cfg, dict(choices))
+    from encdec.build import checkpoint_monitor  # (build imports this module)
+
+    checkpoint_monitor(cfg, _target(cfg.task.adapter, "task.adapter"))  # a mode for another metric

@@ -24,6 +24,7 @@ from encdec.build import (
     build_loggers,
     build_model,
     build_trainer,
+    checkpoint_monitor,
     ensure_run_id,
 )
 from encdec.checkpointing import check_same_vocabulary, load_init_weights, load_weights, read_checkpoint, remove_stale_temporaries
@@ -121,14 +122,16 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         run_dir=run_dir,
         num_samples=cfg.num_samples,
         nonfinite=NonFiniteGuard(**(cfg.get("nonfinite") or {})),
+        no_decay=cfg.optim.get("no_decay") or (),
     )
     datamodule = EncDecDataModule(adapter, seed=cfg.seed, **cfg.loader)
     loggers = build_loggers(cfg, run_dir)
     for logger in loggers:
         if resume_step is not None and isinstance(logger, CSVLogger):
             logger.resume_from_step(resume_step)
-    log_config(loggers, OmegaConf.to_container(cfg, resolve=True), adapter.monitor)
-    trainer = build_trainer(cfg, run_dir, loggers, adapter.monitor, adapter.monitor_mode, extra_callbacks=[preemption])
+    monitor, mode = checkpoint_monitor(cfg, adapter)
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True), monitor)
+    trainer = build_trainer(cfg, run_dir, loggers, monitor, mode, extra_callbacks=[preemption])
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resuming else None)
     if resuming:
         log.info("resumed run ended at step %d", trainer.global_step)
