@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import MeanMetric
 
 from encdec.decoding.search import Search
 from encdec.model import EncoderDecoder
@@ -43,6 +44,8 @@ class EncDecModule(pl.LightningModule):
         self.run_dir, self.num_samples = Path(run_dir), num_samples
         self.test_split = test_split  # the split the test loop reads (eval can score `val`)
         self._eval_nll = MLE()
+        # eval loss over the whole split: torchmetrics keeps (sum, weight) and all-reduces them
+        self._eval_loss = MeanMetric()
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
         self._sample_batch: tuple[Batch, list[Any]] | None = None
@@ -77,7 +80,8 @@ class EncDecModule(pl.LightningModule):
     def _eval_step(self, batch: Batch, split: str) -> None:
         _, logs = self._eval_nll.loss(self.model, batch) if batch.tgt_out is not None else (None, {})
         if "nll" in logs:
-            self.log(f"{split}/loss", logs["nll"], prog_bar=True, batch_size=len(batch))
+            self._eval_loss.update(logs["nll"], weight=len(batch))
+            self.log(f"{split}/loss", self._eval_loss, prog_bar=True, batch_size=len(batch))
         hyps = self.decoding(self.model, batch.src, batch.src_mask)
         outputs = self.adapter.decode(hyps.best())
         self._outputs.extend(outputs)
@@ -95,8 +99,8 @@ class EncDecModule(pl.LightningModule):
         if not outputs:
             return
         report = self.adapter.metrics(outputs, refs, split)
-        for name, value in report.values.items():
-            self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)))
+        for name, value in report.values.items():  # equal on every rank (scored after the gather)
+            self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)), sync_dist=True)
         if self.trainer.is_global_zero:
             log_protocol(self.loggers, split, report, self.run_dir)
             if sample is not None and self.num_samples > 0:
