@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import hydra
 import pytorch_lightning as pl
@@ -25,6 +26,7 @@ from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
+from encdec.sweep import optimized_value
 
 log = logging.getLogger("encdec.train")
 
@@ -45,7 +47,13 @@ def resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     return OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+class TrainResult(NamedTuple):
+    metrics: dict[str, float]
+    monitor: str  # the task's monitored metric: best.ckpt follows it, sweeps optimise it by default
+    monitor_mode: str
+
+
+def train(cfg: DictConfig) -> TrainResult:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     if cfg.resume:
@@ -89,14 +97,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.model.load_state_dict(load_weights(best))
         trainer.test(module, datamodule=datamodule, ckpt_path=None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    return metrics
+    return TrainResult(metrics, adapter.monitor, adapter.monitor_mode)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_reporting_user_errors(train, cfg)
-    # a scalar for Hydra sweepers (e.g. Optuna): the task's monitored metric
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    result = run_reporting_user_errors(train, cfg)
+    # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
+    hydra_cfg = HydraConfig.get()
+    return run_reporting_user_errors(
+        optimized_value, result.metrics, cfg.get("optimized_metric"), result.monitor, result.monitor_mode,
+        Path(hydra_cfg.runtime.output_dir), hydra_cfg.sweeper.get("direction"),
+        not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"),  # required: the sweeper optimises it
+    )
 
 
 if __name__ == "__main__":
