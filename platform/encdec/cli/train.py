@@ -25,6 +25,7 @@ from encdec.checkpointing import load_init_weights, load_weights
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
+from encdec.distributed import prepare_shared_run_dir
 from encdec.lightning_module import EncDecModule
 from encdec.sweep import optimized_value
 
@@ -102,12 +103,20 @@ def train(cfg: DictConfig) -> TrainResult:
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    def prepare() -> None:  # what train() writes into the run directory before training
+        ensure_run_id(cfg.copy(), run_dir)
+        build_adapter(cfg).setup(run_dir, stage="fit")
+
+    if not cfg.resume:  # processes started by torchrun / SLURM: rank 0 prepares, then all train
+        run_reporting_user_errors(prepare_shared_run_dir, prepare, cfg.trainer.accelerator)
     result = run_reporting_user_errors(train, cfg)
     # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
     hydra_cfg = HydraConfig.get()
     return run_reporting_user_errors(
         optimized_value, result.metrics, cfg.get("optimized_metric"), result.monitor, result.monitor_mode,
-        Path(hydra_cfg.runtime.output_dir), hydra_cfg.sweeper.get("direction"),
+        run_dir, hydra_cfg.sweeper.get("direction"),
         not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"),  # required: the sweeper optimises it
     )
 

@@ -1,0 +1,42 @@
+"""Runs started by an outside launcher (torchrun, SLURM tasks): every process runs the whole
+train app, so whatever it writes into the shared run directory before training (the trained
+tokenizer, the run id) must be written once, by rank 0, before the others read it.
+
+Lightning finds the same environments (`TorchElasticEnvironment`, `SLURMEnvironment`) and reuses
+the process group opened here for training. Runs whose processes Lightning starts itself
+(ddp_spawn, a single `encdec-train` with devices > 1) never get here: their setup happens once,
+before the workers exist.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from lightning_fabric.utilities.distributed import _init_dist_connection
+
+
+def external_environment() -> ClusterEnvironment | None:
+    """The launcher's environment when this process is one of several it started, else None."""
+    for env_type in (TorchElasticEnvironment, SLURMEnvironment):
+        if env_type.detect():
+            env = env_type()
+            if env.world_size() > 1:
+                return env
+    return None
+
+
+def prepare_shared_run_dir(prepare: Callable[[], object], accelerator: str = "auto") -> None:
+    """Under an outside launcher, rank 0 runs `prepare` while the others wait for it. A single
+    process, or one whose workers Lightning starts, skips it: train() prepares as usual."""
+    env = external_environment()
+    if env is None:
+        return
+    use_cuda = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank())
+    _init_dist_connection(env, "nccl" if use_cuda else "gloo", env.global_rank(), env.world_size())
+    if env.global_rank() == 0:
+        prepare()
+    torch.distributed.barrier()
