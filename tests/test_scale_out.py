@@ -84,6 +84,12 @@ def test_two_nodes_under_torchrun_equal_one_process_with_the_same_global_batch(t
     multi = tmp_path / "multi"
     args = tiny_train_args(tiny_corpus, multi, *same, "trainer=multinode", "trainer.accelerator=cpu",
                            "trainer.devices=1", "trainer.precision=32-true")
+    # rank 0's worker starts 2 s late, so without the barrier rank 1 would write the tokenizer
+    slow = tmp_path / "slow_rank0"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('RANK') == '0' and 'TORCHELASTIC_RUN_ID' in os.environ:\n    time.sleep(2)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])))
     port = _free_port()
     nodes = [
         subprocess.Popen(
@@ -96,11 +102,12 @@ def test_two_nodes_under_torchrun_equal_one_process_with_the_same_global_batch(t
     ]
     logs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [n.returncode for n in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    assert sum(log.count("trained bpe tokenizer") for log in logs) == 1, \
-        "rank 0 trains the tokenizer, rank 1 reads it"
+    # rank 0 trains the tokenizer, rank 1 reads it (without the barrier whichever process comes
+    # first trains it, and a reader can catch the file half written)
+    assert [log.count("trained bpe tokenizer") for log in logs] == [1, 0]
 
     # one run directory, one set of checkpoints; the weights equal the single process's
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi", "single"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi", "single", "slow_rank0"]
     assert sorted(p.name for p in (multi / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     a = torch.load(single / "checkpoints/last.ckpt", weights_only=True)
     b = torch.load(multi / "checkpoints/last.ckpt", weights_only=True)
