@@ -196,3 +196,50 @@ def test_sweep_summary_lists_failed_jobs_and_picks_the_best_by_the_metric_mode(t
     text = (tmp_path / "sweep_summary.md").read_text()
     assert "Best: trial 1, val/ndcg@10 = 0.5 (maximize)" in text and "failed or unfinished" in text
     assert [r["best"] for r in summarize_sweep(tmp_path, "minimize")] == [True, False, False]
+
+
+def _save_sharded(rank: int, world: int, checkpoint_file: str, folder: str, port: int) -> None:
+    """Writes a Lightning checkpoint the way a sharded strategy does (Lightning's FSDPStrategy
+    with state_dict_type="sharded"): every weight split along dim 0 across the processes
+    (FSDP's layout), saved with torch.distributed.checkpoint under `model`, the rest in meta.pt."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    checkpoint = torch.load(checkpoint_file, weights_only=True)
+    sharded = {k: distribute_tensor(v, mesh, [Shard(0)]) for k, v in checkpoint.pop("state_dict").items()}
+    assert all(v.to_local().shape[0] < v.shape[0] for v in sharded.values() if v.shape[0] > 1), "really sharded"
+    checkpoint.pop("optimizer_states", None)
+    dcp.save({"model": sharded}, checkpoint_id=folder)
+    if rank == 0:
+        torch.save(checkpoint, Path(folder) / "meta.pt")
+    dist.destroy_process_group()
+
+
+def test_a_sharded_checkpoint_folder_loads_on_one_process_in_eval(tiny_corpus, tmp_path):
+    """Lightning's FSDPStrategy needs a GPU (none here), so the sharded checkpoint is written by
+    two CPU processes with DTensor shards, in the layout that strategy saves; encdec-eval then
+    reads it on one process."""
+    from encdec.checkpointing import load_weights
+
+    run_dir = tmp_path / "run"
+    run_cli("train", *tiny_train_args(tiny_corpus, run_dir, "trainer.max_epochs=1"))
+    best = run_dir / "checkpoints/best.ckpt"
+    full = load_weights(best)
+    folder = tmp_path / "sharded.ckpt"
+    torch.multiprocessing.spawn(_save_sharded, args=(2, str(best), str(folder), _free_port()), nprocs=2)
+    assert sorted(p.name for p in folder.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+
+    consolidated = load_weights(folder)
+    assert consolidated.keys() == full.keys()
+    assert all(torch.equal(consolidated[k], full[k]) for k in full)
+    best.unlink()
+    folder.rename(best)  # checkpoints/best.ckpt is now the sharded folder
+    proc = run_cli("evaluate", f"run_dir={run_dir}", "split=test")
+    assert "Traceback" not in proc.stderr
+    scored = json.loads(next((run_dir / "eval").glob("*/results.json")).read_text())["metrics"]
+    trained = json.loads((run_dir / "metrics/test.json").read_text())
+    assert scored["test/sacrebleu"] == pytest.approx(trained["sacrebleu"]["value"])

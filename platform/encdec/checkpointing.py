@@ -14,6 +14,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from encdec.errors import ConfigError
+from encdec.sharded_checkpoint import is_sharded_checkpoint, read_sharded_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -41,8 +42,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model state dict of a Lightning checkpoint, loaded weights-only."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    """The model state dict of a Lightning checkpoint, loaded weights-only (a sharded
+    strategy's checkpoint folder is consolidated on this process)."""
+    if is_sharded_checkpoint(path):
+        state = read_sharded_checkpoint(path)["state_dict"]
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
