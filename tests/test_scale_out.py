@@ -243,3 +243,19 @@ def test_a_sharded_checkpoint_folder_loads_on_one_process_in_eval(tiny_corpus, t
     scored = json.loads(next((run_dir / "eval").glob("*/results.json")).read_text())["metrics"]
     trained = json.loads((run_dir / "metrics/test.json").read_text())
     assert scored["test/sacrebleu"] == pytest.approx(trained["sacrebleu"]["value"])
+
+
+def test_processes_of_one_torchrun_launch_without_a_shared_run_dir_stop_with_one_line(tiny_corpus, tmp_path):
+    """Each process would name its own timestamped run directory: refused before any work."""
+    args = [a for a in tiny_train_args(tiny_corpus, tmp_path / "unused") if not a.startswith("hydra.run.dir")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "encdec.cli.train", *args, f"paths.runs_dir={tmp_path / 'runs'}", "trainer=ddp",
+         "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "error: the 2 processes of this launch got 2 different run directories" in output
+    assert "give them one with hydra.run.dir=" in output
+    assert not list((tmp_path / "runs").rglob("tokenizer.json")), "stopped before any work"

@@ -10,11 +10,14 @@ before the workers exist.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from lightning_fabric.utilities.distributed import _init_dist_connection
+
+from encdec.errors import ConfigError
 
 
 def external_environment() -> ClusterEnvironment | None:
@@ -27,9 +30,10 @@ def external_environment() -> ClusterEnvironment | None:
     return None
 
 
-def prepare_shared_run_dir(prepare: Callable[[], object], accelerator: str = "auto") -> None:
-    """Under an outside launcher, rank 0 runs `prepare` while the others wait for it. A single
-    process, or one whose workers Lightning starts, skips it: train() prepares as usual."""
+def prepare_shared_run_dir(prepare: Callable[[], object], run_dir: Path, accelerator: str = "auto") -> None:
+    """Under an outside launcher, checks that every process got the same run directory, then
+    rank 0 runs `prepare` while the others wait for it. A single process, or one whose workers
+    Lightning starts, skips it: train() prepares as usual."""
     env = external_environment()
     if env is None:
         return
@@ -37,6 +41,13 @@ def prepare_shared_run_dir(prepare: Callable[[], object], accelerator: str = "au
     if use_cuda:
         torch.cuda.set_device(env.local_rank())
     _init_dist_connection(env, "nccl" if use_cuda else "gloo", env.global_rank(), env.world_size())
+    run_dirs: list[str] = [""] * env.world_size()
+    torch.distributed.all_gather_object(run_dirs, str(Path(run_dir).resolve()))
+    if len(set(run_dirs)) > 1:
+        raise ConfigError(
+            f"the {env.world_size()} processes of this launch got {len(set(run_dirs))} different run directories "
+            f"(e.g. {run_dirs[0]} and {run_dirs[-1]}): give them one with hydra.run.dir=<path every node sees>"
+        )
     if env.global_rank() == 0:
         prepare()
     torch.distributed.barrier()

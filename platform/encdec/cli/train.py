@@ -110,7 +110,7 @@ def main(cfg: DictConfig) -> float | None:
         build_adapter(cfg).setup(run_dir, stage="fit")
 
     if not cfg.resume:  # processes started by torchrun / SLURM: rank 0 prepares, then all train
-        run_reporting_user_errors(prepare_shared_run_dir, prepare, cfg.trainer.accelerator)
+        run_reporting_user_errors(prepare_shared_run_dir, prepare, run_dir, cfg.trainer.accelerator)
     result = run_reporting_user_errors(train, cfg)
     # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
     hydra_cfg = HydraConfig.get()
