@@ -4,14 +4,15 @@ tokenizer, the run id) must be written once, by rank 0, before the others read i
 
 Lightning finds the same environments (`TorchElasticEnvironment`, `SLURMEnvironment`) and reuses
 the process group opened here for training. Runs whose processes Lightning starts itself
-(ddp_spawn, a single `encdec-train` with devices > 1) never get here: their setup happens once,
+(ddp_spawn, a single `encdec-train` with devices > 1) need nothing from here: their setup runs
 before the workers exist.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import torch
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
@@ -30,12 +31,14 @@ def external_environment() -> ClusterEnvironment | None:
     return None
 
 
-def prepare_shared_run_dir(prepare: Callable[[], object], run_dir: Path, accelerator: str = "auto") -> None:
-    """Under an outside launcher, checks that every process got the same run directory, then
-    rank 0 runs `prepare` while the others wait for it. A single process, or one whose workers
-    Lightning starts, skips it: train() prepares as usual."""
+@contextmanager
+def rank_zero_first(run_dir: Path, accelerator: str = "auto") -> Iterator[None]:
+    """Under an outside launcher, checks that every process got the same run directory; rank 0
+    runs the body first, the others after it. A single process, or one whose workers Lightning
+    starts, just runs the body."""
     env = external_environment()
     if env is None:
+        yield
         return
     use_cuda = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
     if use_cuda:
@@ -48,6 +51,8 @@ def prepare_shared_run_dir(prepare: Callable[[], object], run_dir: Path, acceler
             f"the {env.world_size()} processes of this launch got {len(set(run_dirs))} different run directories "
             f"(e.g. {run_dirs[0]} and {run_dirs[-1]}): give them one with hydra.run.dir=<path every node sees>"
         )
+    if env.global_rank() != 0:
+        torch.distributed.barrier()
+    yield
     if env.global_rank() == 0:
-        prepare()
-    torch.distributed.barrier()
+        torch.distributed.barrier()

@@ -25,7 +25,7 @@ from encdec.checkpointing import load_init_weights, load_weights
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.errors import ConfigError
 from encdec.data.datamodule import EncDecDataModule
-from encdec.distributed import prepare_shared_run_dir
+from encdec.distributed import rank_zero_first
 from encdec.lightning_module import EncDecModule
 from encdec.sweep import optimized_value
 
@@ -63,11 +63,12 @@ def train(cfg: DictConfig) -> TrainResult:
             raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to resume from")
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
-    ensure_run_id(cfg, run_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-
-    adapter = build_adapter(cfg)
-    adapter.setup(run_dir, stage="fit")
+    # processes started by torchrun / SLURM share the run directory: rank 0 writes it first
+    with rank_zero_first(run_dir, cfg.trainer.accelerator):
+        ensure_run_id(cfg, run_dir)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        adapter = build_adapter(cfg)
+        adapter.setup(run_dir, stage="fit")
     model = build_model(cfg, adapter)
     if cfg.init_from and not cfg.resume:
         missing, unexpected = load_init_weights(model, cfg.init_from)
@@ -103,20 +104,12 @@ def train(cfg: DictConfig) -> TrainResult:
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-
-    def prepare() -> None:  # what train() writes into the run directory before training
-        ensure_run_id(cfg.copy(), run_dir)
-        build_adapter(cfg).setup(run_dir, stage="fit")
-
-    if not cfg.resume:  # processes started by torchrun / SLURM: rank 0 prepares, then all train
-        run_reporting_user_errors(prepare_shared_run_dir, prepare, run_dir, cfg.trainer.accelerator)
     result = run_reporting_user_errors(train, cfg)
     # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
     hydra_cfg = HydraConfig.get()
     return run_reporting_user_errors(
         optimized_value, result.metrics, cfg.get("optimized_metric"), result.monitor, result.monitor_mode,
-        run_dir, hydra_cfg.sweeper.get("direction"),
+        Path(hydra_cfg.runtime.output_dir), hydra_cfg.sweeper.get("direction"),
         not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"),  # required: the sweeper optimises it
     )
 
