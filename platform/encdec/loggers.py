@@ -1,38 +1,63 @@
-"""Lightning's CSV logger, made to survive process boundaries.
-
-Under `strategy=ddp_spawn` every stage (fit, then test) runs in freshly spawned workers that
-start from the parent's copy of the logger. Lightning's CSV writer keeps the file's columns in
-memory only, so the test workers, which never saw the columns fit wrote, rewrote metrics.csv
-with a header lacking them and failed ("dict contains fields not in fieldnames"). This writer
-takes the columns from the file it appends to.
-"""
+"""Loggers that continue a resumed run instead of starting it again, and keep their CSV columns
+across the processes of a distributed run."""
 
 from __future__ import annotations
 
 import csv
+import os
 
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-from lightning_fabric.loggers.logger import rank_zero_experiment
 
 
-class _FileHeaderWriter(ExperimentWriter):
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv. Given `keep_before_step`, this
+    one keeps the rows a resumed run already logged before that step (later rows are logged
+    again by the resumed run) and appends under the same header."""
+
+    def __init__(self, log_dir: str, keep_before_step: int | None) -> None:
+        self.keep_before_step = keep_before_step
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if self.keep_before_step is None or not os.path.isfile(self.metrics_file_path):
+            return super()._check_log_dir_exists()
+        with open(self.metrics_file_path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step") and int(float(r["step"])) < self.keep_before_step]
+        with open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys
+
     def _record_new_keys(self) -> set[str]:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                header = next(csv.reader(file), [])
+        # Under ddp_spawn each stage (fit, then test) runs in freshly spawned workers that start
+        # from the parent's copy of this writer, which never saw the columns the previous stage
+        # wrote: without the file's header, the test stage rewrote metrics.csv without them and
+        # failed ("dict contains fields not in fieldnames").
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                header = next(csv.reader(f), [])
             self.metrics_keys.extend(k for k in header if k not in self.metrics_keys)
         return super()._record_new_keys()
 
 
 class CSVLogger(_LightningCSVLogger):
-    """`pytorch_lightning.loggers.CSVLogger` whose columns are the union of the file's and the
-    ones logged now, whichever process writes."""
+    """Lightning's CSV logger; `resume_from_step(step)` before training keeps the existing
+    metrics.csv up to that step and continues it."""
+
+    _keep_before_step: int | None = None
+
+    def resume_from_step(self, step: int) -> None:
+        self._keep_before_step = step
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _FileHeaderWriter(log_dir=self.log_dir)
+            self._experiment = _ContinuingWriter(self.log_dir, self._keep_before_step)
         return self._experiment
