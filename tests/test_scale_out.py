@@ -53,6 +53,16 @@ def test_trainer_arguments_are_plain_keys_in_every_preset():
     assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
 
 
+def test_slurm_launcher_preset_runs_one_task_per_gpu():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.tasks_per_node == 4 and launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0
+
+
 def test_ddp_cpu_with_the_csv_logger_logs_train_val_and_test(tiny_corpus, tmp_path):
     run_dir = tmp_path / "ddp"
     run_cli("train", *tiny_train_args(tiny_corpus, run_dir, "trainer=ddp_cpu", "trainer.max_epochs=1",
