@@ -19,6 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from encdec.errors import ConfigError, UserError
+from encdec.sharded_checkpoint import is_sharded_checkpoint, read_sharded_checkpoint
 
 
 class CheckpointError(UserError):
@@ -37,7 +38,10 @@ def _umask() -> int:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint file, loaded weights-only (no pickled code runs). Anything that is not a
-    readable encdec checkpoint is one CheckpointError naming the file and the reason."""
+    readable encdec checkpoint is one CheckpointError naming the file and the reason. A
+    sharded strategy's checkpoint folder is consolidated on this process."""
+    if is_sharded_checkpoint(path):
+        return read_sharded_checkpoint(path)
     ckpt = _load_weights_only(Path(path))
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"not a valid encdec checkpoint: {path} (no state_dict: not written by encdec-train)")

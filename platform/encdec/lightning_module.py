@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import MeanMetric
 
 from encdec.decoding.search import Search
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
@@ -48,6 +49,8 @@ class EncDecModule(pl.LightningModule):
         self.nonfinite = nonfinite
         self.no_decay = list(no_decay)  # optim.no_decay: parameters trained without weight decay
         self._eval_nll = MLE()
+        # eval loss over the whole split: torchmetrics keeps (sum, weight) and all-reduces them
+        self._eval_loss = MeanMetric()
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
         self._sample_batch: tuple[Batch, list[Any]] | None = None
@@ -111,7 +114,8 @@ class EncDecModule(pl.LightningModule):
     def _eval_step(self, batch: Batch, split: str) -> None:
         _, logs = self._eval_nll.loss(self.model, batch) if batch.tgt_out is not None else (None, {})
         if "nll" in logs:
-            self.log(f"{split}/loss", logs["nll"], prog_bar=True, batch_size=len(batch))
+            self._eval_loss.update(logs["nll"], weight=len(batch))
+            self.log(f"{split}/loss", self._eval_loss, prog_bar=True, batch_size=len(batch))
         hyps = self.decoding(self.model, batch.src, batch.src_mask)
         outputs = self.adapter.decode(hyps.best())
         self._outputs.extend(outputs)
@@ -129,8 +133,8 @@ class EncDecModule(pl.LightningModule):
         if not outputs:
             return
         report = self.adapter.metrics(outputs, refs, split)
-        for name, value in report.values.items():
-            self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)))
+        for name, value in report.values.items():  # equal on every rank (scored after the gather)
+            self.log(f"{split}/{name}", float(value), prog_bar=name == next(iter(report.values)), sync_dist=True)
         if self.trainer.is_global_zero:
             log_protocol(self.loggers, split, report, self.run_dir, step=self.global_step)
             if sample is not None and self.num_samples > 0:

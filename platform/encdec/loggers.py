@@ -1,4 +1,5 @@
-"""Loggers that continue a resumed run instead of starting it again."""
+"""Loggers that continue a resumed run instead of starting it again, and keep their CSV columns
+across the processes of a distributed run."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ class _ContinuingWriter(ExperimentWriter):
             writer.writeheader()
             writer.writerows(rows)
         self.metrics_keys = keys
+
+    def _record_new_keys(self) -> set[str]:
+        # Under ddp_spawn each stage (fit, then test) runs in freshly spawned workers that start
+        # from the parent's copy of this writer, which never saw the columns the previous stage
+        # wrote: without the file's header, the test stage rewrote metrics.csv without them and
+        # failed ("dict contains fields not in fieldnames").
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys.extend(k for k in header if k not in self.metrics_keys)
+        return super()._record_new_keys()
 
 
 class CSVLogger(_LightningCSVLogger):

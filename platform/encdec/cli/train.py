@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import hydra
 import pytorch_lightning as pl
@@ -30,14 +31,16 @@ from encdec.build import (
 from encdec.checkpointing import check_same_vocabulary, load_init_weights, load_weights, read_checkpoint, remove_stale_temporaries
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
+from encdec.distributed import rank_zero_first
 from encdec.errors import ConfigError
 from encdec.fault_tolerance import NonFiniteGuard, Preemption
 from encdec.lightning_module import EncDecModule
 from encdec.loggers import CSVLogger
-from encdec.run_guard import RunDirectoryLock, refuse_overwrite
-from encdec.validation import validate_train_config
 from encdec.progress import print_run_summary
 from encdec.reporting import log_config
+from encdec.run_guard import RunDirectoryLock, refuse_overwrite
+from encdec.sweep import optimized_value
+from encdec.validation import validate_train_config
 
 log = logging.getLogger("encdec.train")
 
@@ -66,7 +69,13 @@ def requeued_by_slurm(run_dir: Path) -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+class TrainResult(NamedTuple):
+    metrics: dict[str, float]
+    monitor: str  # the task's monitored metric: best.ckpt follows it, sweeps optimise it by default
+    monitor_mode: str
+
+
+def train(cfg: DictConfig) -> TrainResult:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     preemption = Preemption(last_ckpt)
@@ -89,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         preemption.uninstall()
 
 
-def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool) -> dict[str, float]:
+def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool) -> TrainResult:
     resume_step = None
     if resuming:
         if not last_ckpt.exists():
@@ -100,11 +109,12 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         log.warning("seed=%s has no effect on a resumed run: the data order and random state continue from the checkpoint", cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
-    ensure_run_id(cfg, run_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-
-    adapter = build_adapter(cfg)
-    adapter.setup(run_dir, stage="fit")
+    # processes started by torchrun / SLURM share the run directory: rank 0 writes it first
+    with rank_zero_first(run_dir, cfg.trainer.accelerator):
+        ensure_run_id(cfg, run_dir)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        adapter = build_adapter(cfg)
+        adapter.setup(run_dir, stage="fit")
     model = build_model(cfg, adapter)
     if cfg.init_from and not resuming:
         check_same_vocabulary(cfg.init_from, run_dir)
@@ -145,14 +155,20 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         print_run_summary(run_dir, trainer, metrics)
-    return metrics
+    monitor, mode = checkpoint_monitor(cfg, adapter)
+    return TrainResult(metrics, monitor, mode)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_reporting_user_errors(train, cfg)
-    # a scalar for Hydra sweepers (e.g. Optuna): the task's monitored metric
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    result = run_reporting_user_errors(train, cfg)
+    # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
+    hydra_cfg = HydraConfig.get()
+    return run_reporting_user_errors(
+        optimized_value, result.metrics, cfg.get("optimized_metric"), result.monitor, result.monitor_mode,
+        Path(hydra_cfg.runtime.output_dir), hydra_cfg.sweeper.get("direction"),
+        not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"),  # required: the sweeper optimises it
+    )
 
 
 if __name__ == "__main__":
