@@ -11,20 +11,14 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("ENCDEC_CACHE_DIR", str(Path(__file__).parent / ".cache"))
 
+import encdec.testing  # noqa: E402  (after the environment above)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
-# a tiny model: every CLI test trains in seconds
-TINY_MODEL = [
-    "model.d_model=32",
-    "encoder.layers=1", "encoder.heads=2", "encoder.ffn=64",
-    "decoder.layers=1", "decoder.heads=2", "decoder.ffn=64",
-    "optim.schedule.warmup_steps=2",
-    "task.adapter.tokenizer.vocab_size=120",
-    "logger=csv", "callbacks=none",
-    "decoding.max_len=24",
-]
+# a tiny model: every CLI test trains in seconds (the one the adapter contract checks use)
+TINY_MODEL = [*encdec.testing.TINY_MODEL, "task.adapter.tokenizer.vocab_size=120"]
 
 
 def run_cli(app: str, *args: str, cwd: Path | None = None, input: str | None = None, check: bool = True):

@@ -16,7 +16,7 @@ from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
 from encdec.errors import ConfigError, UserError
 from encdec.fault_tolerance import DataPosition, LastCheckpoint
 from encdec.model import EncoderDecoder
-from encdec.task import TaskAdapter
+from encdec.task import TaskAdapter, check_reader
 from encdec.validation import accepted_parameters
 
 
@@ -47,7 +47,9 @@ def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
 
 def build_adapter(cfg: DictConfig) -> TaskAdapter:
     data = build_component(cfg.data, "data")
-    return build_component(cfg.task.adapter, "task.adapter", data=data)
+    adapter = build_component(cfg.task.adapter, "task.adapter", data=data)
+    check_reader(adapter, data)  # a reader of another shape stops here, before any data is read
+    return adapter
 
 
 def build_model(cfg: DictConfig, adapter: TaskAdapter) -> EncoderDecoder:

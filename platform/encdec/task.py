@@ -3,7 +3,12 @@
 A task adapter turns raw data into examples and batches, says what vocabularies the
 encoder and decoder need, turns generated ids back into outputs, and scores them. The core
 (training loop, decoding, objectives, checkpoints, loggers, CLI) calls nothing else.
-Adapters live in `tasks/<name>/` and are wired by `conf/task/<name>.yaml`.
+Adapters live in `tasks/<name>/` (or in a user's own package, see README "Adding a task")
+and are wired by `conf/task/<name>.yaml`.
+
+The adapter is given a reader (the `data` config group) that declares the shape of what it
+reads as `kind`; the adapter declares the one it accepts as `data_kind`, and a mismatch stops
+the run before any data is read (`check_reader`). The shapes and their protocols are below.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, TypeVar
 
 from torch import Tensor
 
@@ -22,6 +27,68 @@ from encdec.types import Batch
 
 Example = dict[str, Any]
 log = logging.getLogger(__name__)
+Record = TypeVar("Record", covariant=True)
+
+
+# -- readers: one protocol per data shape ------------------------------------------------------
+# A reader is the `_target_` of a `conf/data/*.yaml`. It reads lazily (the constructor only
+# checks its arguments), raises `encdec.errors.DataError` naming file and line on bad input,
+# and declares its shape as a class attribute `kind`.
+
+
+class SplitReader(Protocol[Record]):
+    """`read(split) -> records` for split in 'train', 'val', 'test'. `kind` names the record
+    type; the task that defines the record type owns the kind, e.g. "captioned_images"
+    (`encdec_tasks.captioning.data.CaptionedImage`) or "qa_items" (`encdec_tasks.qa.squad.QAItem`)."""
+
+    kind: ClassVar[str]
+
+    def read(self, split: str) -> Sequence[Record]: ...
+
+
+class PairsReader(SplitReader[tuple[str, str]], Protocol):
+    """kind = "pairs": (source text, target text) per example (translation; any seq2seq text task)."""
+
+
+class SentencesReader(SplitReader[str], Protocol):
+    """kind = "sentences": one text per example (text generation, language models)."""
+
+
+class TensorReader(Protocol):
+    """`read(split) -> Tensor [N, L]` of token ids, e.g. kind = "oracle_samples" (SeqGAN's oracle)."""
+
+    kind: ClassVar[str]
+
+    def read(self, split: str) -> Tensor: ...
+
+
+class LogReader(Protocol[Record]):
+    """`read() -> one log` that the adapter splits itself by its protocol, e.g. kind =
+    "interactions" (`encdec_tasks.recommendation.data.Interactions`, split leave-one-out)."""
+
+    kind: ClassVar[str]
+
+    def read(self) -> Record: ...
+
+
+def check_reader(adapter: "TaskAdapter", reader: Any) -> None:
+    """Stop with a ConfigError when `reader` does not give what `adapter` reads."""
+    wanted = getattr(adapter, "data_kind", None)
+    if wanted is None:  # an adapter that declares nothing takes any reader
+        return
+    given = getattr(reader, "kind", None)
+    if given == wanted:
+        return
+    reader_name, adapter_name = type(reader).__name__, type(adapter).__name__
+    if given is None:
+        raise ConfigError(
+            f"data: {reader_name} declares no `kind`; {adapter_name} reads {wanted!r} data: "
+            f"set `kind = {wanted!r}` on the reader class if that is what it gives"
+        )
+    raise ConfigError(
+        f"data: {reader_name} gives {given!r} data but task {adapter_name} reads {wanted!r}: "
+        f"choose a data config of that kind (conf/data/), or leave data= out for the task's own"
+    )
 
 
 @dataclass
@@ -51,6 +118,8 @@ class SampleTable:
 
 
 class TaskAdapter(ABC):
+    #: the reader shape this adapter accepts (see the reader protocols above); None: any
+    data_kind: str | None = None
     #: metric the checkpoint callback should track, and whether higher is better
     monitor: str = "val/loss"
     monitor_mode: str = "min"

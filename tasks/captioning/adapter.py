@@ -29,6 +29,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 class CaptioningTask(SharedVocabularyTask):
+    data_kind = "captioned_images"
     source_kind = "pixels"
     monitor = "val/cider_d"
     monitor_mode = "max"

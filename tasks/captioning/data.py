@@ -120,6 +120,7 @@ class KarpathyCaptions:
     max_images: optional cap per split (quick runs on COCO).
     download: 'coco' | 'flickr8k' | null: fetch the splits and images when absent.
     """
+    kind = "captioned_images"
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ def _text(output: Any) -> str:
 
 
 class QATask(SharedVocabularyTask):
+    data_kind = "qa_items"
     monitor = "val/f1"
     monitor_mode = "max"
 

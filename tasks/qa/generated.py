@@ -143,6 +143,7 @@ DEFAULT_STORIES = {"train": 3000, "val": 150, "test": 300}
 class GeneratedQA:
     """The generated set as SQuAD JSON files under `root/generated_qa/<settings hash>/`,
     written on first use, then read with the SQuAD reader like any other file."""
+    kind = "qa_items"
 
     def __init__(self, root: str, stories: dict[str, int] | None = None, seed: int = 0, version: str = "v2.0",
                  unseen_rate: float = 0.5, unanswerable: float = 0.3):

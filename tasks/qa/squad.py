@@ -98,6 +98,7 @@ class SquadFiles:
     SQuAD files (train-v1.1.json, dev-v1.1.json, train-v2.0.json, dev-v2.0.json) are fetched
     from the official site into `root/squad/` on first use; SQuAD's test set is hidden, so
     the configs score dev as `test`."""
+    kind = "qa_items"
 
     def __init__(self, root: str, splits: dict[str, str], download: bool = True):
         self.root, self.splits, self.download = Path(root).expanduser(), dict(splits), download

@@ -52,6 +52,7 @@ class ItemList(list):
 
 
 class RecommendationTask(TaskAdapter):
+    data_kind = "interactions"
     source_kind = "items"
     monitor = "val/ndcg@10"
     monitor_mode = "max"

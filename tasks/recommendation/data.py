@@ -247,6 +247,7 @@ def read_csv_titles(path: Path, item_column: str, title_column: str, delimiter: 
 # -- sources (the `data` config group) -------------------------------------------------------
 class AtomicFiles:
     """RecBole atomic files `<root>/<dataset>/<dataset>.inter` (+ optional `.item`)."""
+    kind = "interactions"
 
     def __init__(self, root: str, dataset: str, user_field: str = "user_id", item_field: str = "item_id",
                  time_field: str = "timestamp"):
@@ -264,6 +265,7 @@ class AtomicFiles:
 
 class MovieLensFiles:
     """A raw GroupLens MovieLens folder: u.data + u.item (100K) or ratings.dat + movies.dat (1M)."""
+    kind = "interactions"
 
     def __init__(self, root: str):
         self.folder = Path(root).expanduser()
@@ -285,6 +287,7 @@ class MovieLensFiles:
 class InteractionsCSV:
     """A CSV of user, item, timestamp (header names configurable), with an optional item CSV
     (`item_column` + `title_column`) for display."""
+    kind = "interactions"
 
     def __init__(self, path: str, user_column: str = "user", item_column: str = "item",
                  time_column: str = "timestamp", delimiter: str = ",", items_path: str | None = None,
@@ -351,6 +354,7 @@ class MovieLens:
     """MovieLens-100K or -1M: read from `<root>/<name>/` (RecBole atomic or raw GroupLens
     files), else from `<cache_dir>/<name>/`, downloading there when `download` is true
     (100K: the recbole wheel from PyPI; 1M: GroupLens)."""
+    kind = "interactions"
 
     NAMES = ("ml-100k", "ml-1m")
 

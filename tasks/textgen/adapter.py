@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class TextGenTask(SharedVocabularyTask):
+    data_kind = "sentences"
     monitor = "val/loss"
     monitor_mode = "min"
 

@@ -44,6 +44,7 @@ class OracleData:
     val examples is also how many generator samples the NLL-oracle metric averages over.
     Splits are deterministic in `seed`.
     """
+    kind = "oracle_samples"
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class OracleData:
 
 class TextFile:
     """One sentence per line (plain or .gz) per split: <root>/<splits[split]>."""
+    kind = "sentences"
 
     def __init__(self, root: str, splits: dict[str, str]):
         self.root, self.splits = Path(root), dict(splits)
@@ -97,6 +99,7 @@ class TextFile:
 
 class Multi30kText:
     """One side of Multi30k task 1 (default English) as monolingual sentences."""
+    kind = "sentences"
 
     def __init__(self, root: str, lang: str = "en", test_split: str = "test_2016_flickr", download: bool = True):
         # the translation loader already knows the files, their download and their errors

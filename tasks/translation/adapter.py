@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class TranslationTask(TaskAdapter):
+    data_kind = "pairs"
     monitor = "val/sacrebleu"
     monitor_mode = "max"
 

@@ -45,6 +45,7 @@ def _find(root: Path, stem: str) -> Path:
 
 class ParallelText:
     """Aligned files <root>/<prefix>.<lang> (or .gz) for each split."""
+    kind = "pairs"
 
     def __init__(self, root: str, src_lang: str, tgt_lang: str, splits: dict[str, str]):
         self.root, self.src_lang, self.tgt_lang = Path(root), src_lang, tgt_lang
@@ -108,6 +109,7 @@ class Multi30k(ParallelText):
 
 class TSVText:
     """One file per split, `source<TAB>target` per line."""
+    kind = "pairs"
 
     def __init__(self, root: str, splits: dict[str, str]):
         self.root, self.splits = Path(root), dict(splits)
@@ -134,6 +136,7 @@ class MonolingualText:
     """One plain-text file (or .gz) of sentences per split, read as (line, line) pairs:
     monolingual text for denoising pre-training (objective=denoise reads the target side and
     makes its own noised source)."""
+    kind = "pairs"
 
     def __init__(self, root: str, splits: dict[str, str]):
         self.root, self.splits = Path(root), dict(splits)

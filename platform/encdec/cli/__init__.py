@@ -1,12 +1,47 @@
 """Hydra apps: `encdec-train`, `encdec-eval`, `encdec-predict` (also `python -m encdec.cli.X`)."""
 
+import importlib.util
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
-# The config tree ships next to the source root; ENCDEC_CONF_DIR points elsewhere.
-CONF_DIR = os.environ.get("ENCDEC_CONF_DIR") or str(Path(__file__).resolve().parents[3] / "conf")
+#: entry-point group under which a user's package names its config package, e.g. in its
+#: pyproject.toml `[project.entry-points."encdec.conf"] my_tasks = "my_tasks.conf"`
+CONF_ENTRY_POINTS = "encdec.conf"
+
+
+def _conf_dir() -> str:
+    """The config tree: ENCDEC_CONF_DIR, else the installed package `encdec_conf` (`conf/`,
+    located without importing it), else `conf/` beside the source root (an editable install
+    made before `encdec_conf` was declared)."""
+    if os.environ.get("ENCDEC_CONF_DIR"):
+        return os.environ["ENCDEC_CONF_DIR"]
+    spec = importlib.util.find_spec("encdec_conf")
+    if spec is not None and spec.submodule_search_locations:
+        return str(next(iter(spec.submodule_search_locations)))
+    return str(Path(__file__).resolve().parents[3] / "conf")
+
+
+CONF_DIR = _conf_dir()
+
+
+class EntryPointConfigs(SearchPathPlugin):
+    """Puts every config package named in the `encdec.conf` entry-point group on Hydra's
+    search path (after this package's own `conf/`), so an installed user package's
+    `conf/task/*.yaml` and `conf/data/*.yaml` are options of `task=` and `data=`. Without an
+    entry point, `hydra.searchpath=[pkg://my_tasks.conf]` on the command line does the same."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        for ep in entry_points(group=CONF_ENTRY_POINTS):
+            search_path.append(provider=f"{CONF_ENTRY_POINTS}:{ep.name}", path=f"pkg://{ep.value}")
+
+
+Plugins.instance().register(EntryPointConfigs)
 
 
 def _first_set(*values):

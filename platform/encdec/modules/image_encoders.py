@@ -50,8 +50,8 @@ def _create_backbone(model_name: str, pretrained: bool, checkpoint_path: str | N
             # offline, timm's hub download fails deep inside huggingface_hub: say what to do
             raise ConfigError(
                 f"encoder.pretrained=true: no pretrained weights for {model_name!r} could be loaded "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). No model hub is "
-                "reachable from here: use encoder.pretrained=false (random init), or point "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Without a reachable "
+                "model hub, use encoder.pretrained=false (random init), or point "
                 "encoder.checkpoint_path at a local weights file"
             ) from None
         if checkpoint_path:

@@ -2,7 +2,7 @@
 
 Dropout defaults follow fairseq and BART: on residual branches only (attention and
 activation dropout 0). On CPU each dropout mask costs a Bernoulli draw per element, so the
-extra ones took ~8% of a bf16 training step in a torch.profiler run on this 2-core machine.
+extra ones took ~8% of a bf16 training step in a torch.profiler run on a 2-core CPU.
 
 Attention backends (`attention_backend`): `math` is plain matmul + softmax, the default: on
 CPU at our sequence lengths it is the fastest path (PyTorch's fused CPU flash kernel is ~4x

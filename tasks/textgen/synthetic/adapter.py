@@ -17,6 +17,7 @@ from encdec_tasks.textgen.data import collate_oracle, oracle_special_ids
 class OracleTextGenTask(TaskAdapter):
     """The SeqGAN synthetic benchmark: data = oracle samples, metric = NLL-oracle (the
     oracle's per-token NLL of the model's samples; lower is better, 5.75 = the oracle itself)."""
+    data_kind = "oracle_samples"
 
     monitor = "val/nll_oracle"
     monitor_mode = "min"
