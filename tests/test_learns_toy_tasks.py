@@ -115,14 +115,17 @@ def test_exact_match_needs_the_whole_sequence_and_eos():
             self.outputs = outputs
 
         def init_state(self, enc):
-            return {"t": 0}
+            return {"t": 0, "rows": self.outputs}
 
         def step(self, tokens, state):
-            t = state["t"]
-            nxt = self.outputs[:, t] if t < self.outputs.size(1) else torch.full_like(tokens, EOS)
+            t, rows = state["t"], state["rows"]
+            nxt = rows[:, t] if t < rows.size(1) else torch.full_like(tokens, EOS)
             logits = torch.full((tokens.size(0), 16), -10.0)
             logits[torch.arange(tokens.size(0)), nxt] = 10.0
-            return logits, {"t": t + 1}
+            return logits, {"t": t + 1, "rows": rows}
+
+        def reorder(self, state, index):  # the search drops finished rows
+            return {"t": state["t"], "rows": state["rows"].index_select(0, index)}
 
     class Model(torch.nn.Module):
         bos_id, eos_id, pad_id = BOS, EOS, PAD

@@ -102,7 +102,7 @@ def test_long_contexts_are_truncated_with_counts_in_the_log(tmp_path, caplog):
         val = task.examples("val")
         train = task.examples("train")
     assert all(len(e["src"]) <= n for e in val) and len(val) == 3
-    assert f"val: 2 of 3 contexts truncated to task.max_src_len={n} pieces; 1 lost every answer span" in caplog.text
+    assert f"val: 2 of 3 contexts truncated to task.adapter.max_src_len={n} pieces; 1 lost every answer span" in caplog.text
     assert "dropped from training" in caplog.text and len(train) == 2  # q2's answer (1889) was cut off
 
 

@@ -23,7 +23,8 @@ log = logging.getLogger("encdec.train")
 
 # Exit statuses of a run stopped by a signal after saving: 128 + signal number, as a shell
 # reports a process killed by that signal, so schedulers and scripts see a failure.
-SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGUSR1: "SIGUSR1"}
+# SIGUSR2 is what submitit (Hydra's SLURM launcher) sends ahead of a time limit or preemption.
+SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGUSR1: "SIGUSR1", signal.SIGUSR2: "SIGUSR2"}
 
 
 class TrainingDivergedError(UserError):
@@ -104,9 +105,10 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class Preemption(pl.Callback):
-    """SIGTERM, SIGINT and SIGUSR1 (what schedulers send before killing or requeueing a job)
-    save `last.ckpt` at the end of the current training step and exit with status
-    128 + signal; a second signal exits at once, keeping the last complete checkpoint.
+    """SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (what schedulers send before killing or requeueing
+    a job) save `last.ckpt` at the end of the current training step and exit with status
+    128 + signal; a second signal exits at once, keeping the last complete checkpoint. A
+    handler that was there before (submitit's, which requeues the job) runs after the save.
 
     Handlers are installed by `install()` before any expensive work: a signal that arrives
     before training starts exits at once (there is nothing to save yet)."""
@@ -171,6 +173,9 @@ class Preemption(pl.Callback):
         self._training = False
         log.warning("stopped by %s: saved %s at step %d; continue with resume=%s",
                     SIGNALS.get(signum, signum), self.last_path.name, trainer.global_step, self.last_path.parent.parent)
+        previous = self._previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)  # e.g. submitit requeues the job, which then resumes its run directory
         raise SystemExit(128 + signum)
 
 
