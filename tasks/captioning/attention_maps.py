@@ -29,16 +29,20 @@ def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[tor
     Returns tokens [B, L], weights [B, L, S] and the memory grid (H, W) with H*W = S.
     """
     attention = getattr(model.decoder, "attention", None)
-    grid = None
     if attention is None or not isinstance(attention, torch.nn.Module):
         raise ValueError("attention maps need a decoder with an `attention` module (decoder=lstm or gru)")
     steps: list[torch.Tensor] = []
-    handle = attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float()))
+    encoded = []  # the encoder's output carries the image grid of its memory
+    hooks = [
+        attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float())),
+        model.encoder.register_forward_hook(lambda mod, args, out: encoded.append(out)),
+    ]
     try:
         tokens = Greedy(max_len=max_len, max_len_a=0)(model, src, None).best()
     finally:
-        handle.remove()
-    grid = getattr(model.encoder, "grid_size", None)
+        for hook in hooks:
+            hook.remove()
+    grid = encoded[0].grid if encoded else None
     weights = torch.stack(steps, dim=1)[:, : tokens.size(1)]
     if grid is None or grid[0] * grid[1] != weights.size(-1):
         raise ValueError(f"the encoder's memory ({weights.size(-1)} vectors) is not a known image grid")
