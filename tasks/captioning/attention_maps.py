@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Greedy captions of `src` and the decoder's attention at every step.
 
-    Returns tokens [B, L], weights [B, L, S] and the memory grid (H, W) with H*W = S.
+    Returns tokens [B, L] (padded), weights [B, L, S] (zero after a caption ends) and the
+    memory grid (H, W) with H*W = S. Images are decoded one at a time: a search drops the
+    rows that have ended, so a batched decode would record fewer rows at later steps.
     """
     attention = getattr(model.decoder, "attention", None)
     if attention is None or not isinstance(attention, torch.nn.Module):
@@ -37,15 +39,21 @@ def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[tor
         attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float())),
         model.encoder.register_forward_hook(lambda mod, args, out: encoded.append(out)),
     ]
+    captions, maps = [], []
     try:
-        tokens = Greedy(max_len=max_len, max_len_a=0)(model, src, None).best()
+        for image in src.split(1):
+            steps.clear()
+            tokens = Greedy(max_len=max_len, max_len_a=0)(model, image, None).best()[0]
+            captions.append(tokens)
+            maps.append(torch.cat(steps)[: tokens.numel()])
     finally:
         for hook in hooks:
             hook.remove()
     grid = encoded[0].grid if encoded else None
-    weights = torch.stack(steps, dim=1)[:, : tokens.size(1)]
-    if grid is None or grid[0] * grid[1] != weights.size(-1):
-        raise ValueError(f"the encoder's memory ({weights.size(-1)} vectors) is not a known image grid")
+    if grid is None or grid[0] * grid[1] != maps[0].size(-1):
+        raise ValueError(f"the encoder's memory ({maps[0].size(-1)} vectors) is not a known image grid")
+    tokens = torch.nn.utils.rnn.pad_sequence(captions, batch_first=True, padding_value=model.pad_id)
+    weights = torch.nn.utils.rnn.pad_sequence(maps, batch_first=True)
     return tokens, weights, grid
 
 
