@@ -105,12 +105,12 @@ def main() -> None:
         reward_baseline=args.reward_baseline,
         fresh_adversarial_optimizer=args.fresh_adversarial_adam,
     )
-    objective.setup(model, {"vocab_size": vocab, "pad_id": ids["pad_id"]})
+    objective.build(model, {"vocab_size": vocab, "pad_id": ids["pad_id"]})
     if args.resume_from:  # weights and phase counters (optimiser moments start fresh)
         saved = torch.load(args.resume_from, weights_only=True)
         model.load_state_dict(saved["model"])
         objective.load_state_dict(saved["objective"])
-    g_opt, d_opt = objective.make_optimizers(model)
+    g_opt, d_opt = objective.configure_optimizers(model)
     steps_per_epoch = (len(train) + args.batch_size - 1) // args.batch_size
     objective.steps_per_epoch = steps_per_epoch
     record(event="start", args=vars(args), params_g=model.num_parameters(),

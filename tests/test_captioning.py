@@ -138,7 +138,8 @@ def test_scene_captions_are_compositional_and_the_set_deterministic(tmp_path):
 def test_cnn_feature_map_becomes_grid_memory_and_backbone_options_reach_the_optimiser():
     enc = CNNEncoder("test_resnet", d_model=16, img_size=64, backbone_lr_scale=0.1, model_kwargs={"output_stride": 16})
     out = enc(torch.randn(2, 3, 64, 64))
-    assert enc.grid_size == (4, 4) and out.memory.shape == (2, 16, 16) and out.memory_mask.all()
+    assert out.grid == (4, 4) and out.memory.shape == (2, 16, 16) and out.memory_mask.all()
+    assert out.index_select(torch.tensor([1, 1, 0])).grid == (4, 4), "the grid survives beam expansion"
     assert torch.allclose(out.summary, out.memory.mean(1))
     groups = {g["lr_scale"]: g["params"] for g in param_groups(enc)}
     assert set(groups) == {1.0, 0.1} and len(groups[1.0]) == 4  # projection + norm at full rate
@@ -149,7 +150,7 @@ def test_cnn_feature_map_becomes_grid_memory_and_backbone_options_reach_the_opti
 def test_vit_patch_tokens_become_memory_without_the_class_token():
     enc = ViTEncoder("test_vit", d_model=16, img_size=32, patch_size=8, layers=1, heads=2, ffn=32)
     out = enc(torch.randn(2, 3, 32, 32))
-    assert enc.grid_size == (4, 4) and out.memory.shape == (2, 16, 16)
+    assert out.grid == (4, 4) and out.memory.shape == (2, 16, 16)
     assert len(enc.backbone.blocks) == 1 and enc.backbone.blocks[0].mlp.fc1.out_features == 32
     assert timm_data_config("test_vit", 32)["input_size"] == (3, 32, 32)
 

@@ -89,20 +89,21 @@ def test_noised_batch_reads_the_target_text_as_its_source():
 
 def test_denoise_needs_a_mask_token_and_one_vocabulary():
     class Adapter:
-        mask_id = None
-
         def encoder_kwargs(self):
             return {"vocab_size": 10, "pad_id": 0}
 
         def decoder_kwargs(self):
             return {"vocab_size": 10, "pad_id": 0}
 
-    module = type("M", (), {"adapter": Adapter(), "model": None})()
     with pytest.raises(ConfigError, match="mask token"):
-        Denoise().bind(module)
+        Denoise().setup(None, Adapter())
+    Adapter.encoder_kwargs = lambda self: {"vocab_size": 10, "pad_id": 0, "mask_id": 7}
+    objective = Denoise()
+    objective.setup(None, Adapter())
+    assert objective.mask_id == 7, "the mask id comes with the source vocabulary's ids"
     Adapter.decoder_kwargs = lambda self: {"vocab_size": 12}
     with pytest.raises(ConfigError, match="joint=true"):
-        Denoise(mask_id=4).bind(module)
+        Denoise(mask_id=4).setup(None, Adapter())
 
 
 # --- the CLI --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from encdec.model import EncoderDecoder
 from encdec.modules.constant_encoder import ConstantEncoder
 from encdec.modules.discriminators import CNNTextClassifier, EncoderClassifier, build_with_accepted
 from encdec.modules.rnn import RNNDecoder, RNNEncoder
+from encdec.objectives.base import StepContext
 from encdec.objectives.seqgan import PHASES, SeqGAN
 from encdec.types import Batch
 from encdec_tasks.textgen.oracle import ORACLE_ARRAYS, OracleLSTM
@@ -137,7 +138,7 @@ PAD, BOS, EOS = 0, 1, 2  # vocabulary: 0 pad, 1 bos, 2 eos, 3 and 4 words
 def _stub(probs, disc, **kw):
     model = EncoderDecoder(ConstantEncoder(4), FixedPolicy(probs), bos_id=BOS, eos_id=EOS, pad_id=PAD)
     obj = SeqGAN(disc, max_len=kw.pop("max_len", 4), **kw)
-    obj.setup(model, {})
+    obj.build(model, {})
     return model, obj
 
 
@@ -239,20 +240,23 @@ def test_phases_run_in_order_with_their_lengths_and_state_round_trips():
     disc = CNNTextClassifier(12, embed_dim=4, filter_sizes=[1, 2], num_filters=[2, 2], pad_id=0)
     obj = SeqGAN(disc, generator_pretrain_epochs=1, discriminator_pretrain_epochs=0.5, adversarial_rounds=2,
                  generator_steps=1, discriminator_steps=2, rollouts=2, max_len=5)
-    obj.setup(model, {})
-    obj.steps_per_epoch = 4
-    g_opt, d_opt = obj.make_optimizers(model)
-    seen, logs_seen = [], []
-    while obj.phase != "done":
+    obj.build(model, {})
+    optimizers = obj.configure_optimizers(model)
+    ctx = StepContext(epoch_length=4)
+    seen, logs_seen, finished = [], [], []
+    while not (finished and finished[-1]):
         seen.append((obj.phase, obj.phase_step))
-        logs_seen.append(set(obj.step(model, _oracle_like_batch(), g_opt, d_opt)))
+        result = obj.manual_step(model, _oracle_like_batch(), optimizers, ctx)
+        logs_seen.append(set(result.logs))
+        finished.append(result.finished)
+    assert obj.phase == "done" and finished.count(True) == 1, "the last step says training is over"
     assert [p for p, _ in seen] == ["generator_mle"] * 4 + ["discriminator_pretrain"] * 2 + ["adversarial"] * 6
     assert logs_seen[0] == {"loss", "nll"} and logs_seen[4] == {"d_loss", "d_accuracy"}
     assert logs_seen[6] == {"pg_loss", "reward"} and logs_seen[7] == {"d_loss", "d_accuracy"}
     assert logs_seen[9] == {"pg_loss", "reward"}
     state = obj.state_dict()
     fresh = SeqGAN(CNNTextClassifier(12, embed_dim=4, filter_sizes=[1, 2], num_filters=[2, 2]))
-    fresh.setup(_tiny_generator(), {})
+    fresh.build(_tiny_generator(), {})
     fresh.load_state_dict(state)
     assert (fresh.phase, fresh.phase_step) == ("done", 0)
     assert PHASES[-1] == "done"

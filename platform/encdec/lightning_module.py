@@ -13,6 +13,8 @@ from torchmetrics import MeanMetric
 from encdec.decoding.search import Search
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
 from encdec.model import EncoderDecoder
+from encdec.errors import ConfigError
+from encdec.objectives.base import ManualObjective, Objective, StepContext
 from encdec.objectives.mle import MLE
 from encdec.optim import build_optimizer, param_groups
 from encdec.reporting import log_protocol, log_samples
@@ -30,7 +32,7 @@ class EncDecModule(pl.LightningModule):
     def __init__(
         self,
         model: EncoderDecoder,
-        objective: Any,
+        objective: Objective | ManualObjective | None,
         adapter: TaskAdapter,
         decoding: Search,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
@@ -54,26 +56,66 @@ class EncDecModule(pl.LightningModule):
         self._outputs: list[Any] = []
         self._refs: list[Any] = []
         self._sample_batch: tuple[Batch, list[Any]] | None = None
-        # Objectives that need more than a loss of (model, batch) (RL: the search and the
-        # adapter's reward; GANs: a discriminator, its optimiser, manual optimisation) take
-        # over through optional hooks: bind(module), training_step(module, batch, batch_idx),
-        # configure_optimizers(module). An objective that is an nn.Module is registered as a
-        # submodule here, so its weights are checkpointed and moved with the model.
-        if hasattr(objective, "bind"):
-            objective.bind(self)
+        if objective is not None and not isinstance(objective, (Objective, ManualObjective)):
+            raise ConfigError(
+                f"objective: {type(objective).__name__} must derive from encdec.objectives.Objective "
+                "(a loss) or encdec.objectives.ManualObjective (its own optimisers and steps)"
+            )
+        # a manual objective steps its own optimisers; an nn.Module objective (discriminator,
+        # frozen reference, phase state) is a submodule: checkpointed and moved with the model
+        self.automatic_optimization = not isinstance(objective, ManualObjective)
+        if objective is not None:
+            objective.setup(model, adapter)
 
     # -- training -------------------------------------------------------------------------
+    def _context(self, batch: Batch) -> StepContext:
+        n = len(batch)
+        batches = self.trainer.num_training_batches
+        return StepContext(
+            global_step=self.global_step,
+            adapter=self.adapter,
+            decoding=self.decoding,
+            log=lambda name, value, prog_bar=False: self.log(name, value, prog_bar=prog_bar, batch_size=n),
+            backward=self._guarded_backward,
+            epoch_length=int(batches) if batches != float("inf") else None,
+        )
+
+    def _log_train(self, logs: dict[str, Any], n: int) -> None:
+        for name, value in logs.items():
+            self.log(
+                f"train/{name}", value, batch_size=n, prog_bar=name in self.objective.progress_bar,
+                reduce_fx="sum" if name == "ntokens" else "mean",
+            )
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
-        if hasattr(self.objective, "training_step"):
-            return self._guard_loss(self.objective.training_step(self, batch, batch_idx))
-        loss, logs = self.objective.loss(self.model, batch)
+        ctx = self._context(batch)
+        if not self.automatic_optimization:
+            optimizers = self.optimizers()  # one optimiser comes back bare, several as a list
+            optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+            result = self.objective.manual_step(self.model, batch, optimizers, ctx)
+            self._log_train(result.logs, len(batch))
+            if result.finished:
+                self.trainer.should_stop = True
+            return None
+        loss, logs = self.objective.loss(self.model, batch, ctx)
         if self._guard_loss(loss) is None:
             return None  # no update, and no NaN in the logged averages
-        n = len(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        for name, value in logs.items():
-            self.log(f"train/{name}", value, batch_size=n, reduce_fx="sum" if name == "ntokens" else "mean")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self._log_train(logs, len(batch))
         return loss
+
+    def _guarded_backward(self, loss: torch.Tensor) -> bool:
+        """A manual objective's backward pass under the non-finite guard: False (and no
+        gradients) when the loss or its gradients are not finite and the update is skipped."""
+        if self._guard_loss(loss) is None:
+            return False
+        self.manual_backward(loss)
+        if self.nonfinite is not None and not self.nonfinite.check(
+            NonFiniteGuard.gradients_finite(self), "gradient", self.global_step + 1, self._divergence_hint()
+        ):
+            self.zero_grad(set_to_none=True)
+            return False
+        return True
 
     # -- non-finite guard: a NaN/inf loss or gradient never reaches the weights -------------
     def _divergence_hint(self) -> str:
@@ -103,8 +145,8 @@ class EncDecModule(pl.LightningModule):
         optimizer.step(closure=guarded_closure)
 
     def configure_optimizers(self):
-        if hasattr(self.objective, "configure_optimizers"):
-            return self.objective.configure_optimizers(self)
+        if not self.automatic_optimization:
+            return self.objective.configure_optimizers(self.model)
         return build_optimizer(param_groups(self.model, self.no_decay), self.optimizer_factory, self.schedule)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:

@@ -21,6 +21,8 @@ class EncoderOutput:
     group_size:  rows come in groups of this many copies of one source (beam search and
                  multi-sample decoding expand each source); a decoder may keep per-source
                  tensors once per group, since searches only reorder rows within a group.
+    grid:        optional (H, W) when the memory is an image grid read row-major (S = H*W),
+                 e.g. to draw attention weights over the image.
     """
 
     memory: Tensor
@@ -28,17 +30,17 @@ class EncoderOutput:
     summary: Tensor | None = None
     src_ids: Tensor | None = None
     group_size: int = 1
+    grid: tuple[int, int] | None = None
 
     def index_select(self, index: Tensor) -> "EncoderOutput":
         """Rows `index` of every tensor (the result has group_size 1)."""
-        return EncoderOutput(
-            **{
-                f.name: (None if v is None else v.index_select(0, index))
-                for f in fields(self)
-                if f.name != "group_size"
-                for v in [getattr(self, f.name)]
-            }
-        )
+        rows = {
+            f.name: v.index_select(0, index)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+            if isinstance(v, Tensor)
+        }
+        return replace(self, **rows, group_size=1)
 
     def repeat_interleave(self, n: int) -> "EncoderOutput":
         """Each source n times in a row: the rows beam search and sampling decode."""

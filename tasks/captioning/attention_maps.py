@@ -26,30 +26,34 @@ log = logging.getLogger(__name__)
 def attention_per_step(model, src: torch.Tensor, max_len: int = 30) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Greedy captions of `src` and the decoder's attention at every step.
 
-    Returns tokens [B, L], weights [B, L, S] and the memory grid (H, W) with H*W = S.
+    Returns tokens [B, L] (padded), weights [B, L, S] (zero after a caption ends) and the
+    memory grid (H, W) with H*W = S. Images are decoded one at a time: a search drops the
+    rows that have ended, so a batched decode would record fewer rows at later steps.
     """
     attention = getattr(model.decoder, "attention", None)
-    grid = None
     if attention is None or not isinstance(attention, torch.nn.Module):
         raise ValueError("attention maps need a decoder with an `attention` module (decoder=lstm or gru)")
-    # One image at a time: the search drops finished rows from its batch, so a batch's steps
-    # would hold fewer rows as captions end.
-    all_tokens, all_weights = [], []
-    for row in range(src.size(0)):
-        steps: list[torch.Tensor] = []
-        handle = attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float()))
-        try:
-            tokens = Greedy(max_len=max_len, max_len_a=0)(model, src[row : row + 1], None).best()
-        finally:
-            handle.remove()
-        all_tokens.append(tokens[0])
-        all_weights.append(torch.cat(steps, dim=0)[: tokens.size(1)])
-    length = max(t.size(0) for t in all_tokens)
-    tokens = torch.stack([torch.nn.functional.pad(t, (0, length - t.size(0)), value=model.pad_id) for t in all_tokens])
-    weights = torch.stack([torch.nn.functional.pad(w, (0, 0, 0, length - w.size(0))) for w in all_weights])
-    grid = getattr(model.encoder, "grid_size", None)
-    if grid is None or grid[0] * grid[1] != weights.size(-1):
-        raise ValueError(f"the encoder's memory ({weights.size(-1)} vectors) is not a known image grid")
+    steps: list[torch.Tensor] = []
+    encoded = []  # the encoder's output carries the image grid of its memory
+    hooks = [
+        attention.register_forward_hook(lambda mod, args, out: steps.append(out[1].detach().float())),
+        model.encoder.register_forward_hook(lambda mod, args, out: encoded.append(out)),
+    ]
+    captions, maps = [], []
+    try:
+        for image in src.split(1):
+            steps.clear()
+            tokens = Greedy(max_len=max_len, max_len_a=0)(model, image, None).best()[0]
+            captions.append(tokens)
+            maps.append(torch.cat(steps)[: tokens.numel()])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    grid = encoded[0].grid if encoded else None
+    if grid is None or grid[0] * grid[1] != maps[0].size(-1):
+        raise ValueError(f"the encoder's memory ({maps[0].size(-1)} vectors) is not a known image grid")
+    tokens = torch.nn.utils.rnn.pad_sequence(captions, batch_first=True, padding_value=model.pad_id)
+    weights = torch.nn.utils.rnn.pad_sequence(maps, batch_first=True)
     return tokens, weights, grid
 
 

@@ -162,32 +162,38 @@ class RecommendationTask(TaskAdapter):
         return self._cache[split]
 
     def _window(self, window) -> Example:
-        """One encoder pass trains every position of the window: `rows` [L, target_len]
-        holds each position's next item(s), padded (all padding: context only)."""
+        """A window and, in `rows` [L, target_len], each position's next item(s), padded (all
+        padding: context only); collate turns it into one row per trained position."""
         rows = torch.full((len(window.items), self.target_len), PAD, dtype=torch.long)
         for p, targets in enumerate(window.targets):
             rows[p, : len(targets)] = torch.tensor([self.index[i] for i in targets], dtype=torch.long)
         return {"src": torch.tensor([self.index[i] for i in window.items], dtype=torch.long), "rows": rows,
                 "user": window.user}
 
+    @staticmethod
+    def _window_positions(windows: list[Example]) -> list[Example]:
+        """Each trained position of each window as its own example: the window up to that
+        position, and the item(s) after it. A causal encoder's state at a position reads only
+        the items up to it, so these rows train exactly what one pass over the window would,
+        one target row per source row (each prefix is encoded on its own)."""
+        return [
+            {"src": w["src"][: p + 1], "tgt": row[row != PAD], "user": w["user"]}
+            for w in windows
+            for p, row in enumerate(w["rows"])
+            if row[0] != PAD  # a position without a target is context only
+        ]
+
     def length(self, example: Example) -> int:
         tgt = example.get("tgt")
         return max(len(example["src"]), 1, 0 if tgt is None else len(tgt) + 1)
 
     def collate(self, examples: list[Example]) -> Batch:
+        if "rows" in examples[0]:
+            examples = self._window_positions(examples)
         src = pad_sequence([e["src"] for e in examples], batch_first=True, padding_value=PAD)
         lengths = torch.tensor([len(e["src"]) for e in examples])
         src_mask = torch.arange(src.size(1))[None, :] < lengths[:, None]
         meta = {"user": [e["user"] for e in examples], "examples": examples}
-        if "rows" in examples[0]:
-            # one target row per real position, row-major: the decoder reads each position's
-            # encoder state as that prefix's summary (NextItemDecoder.hidden)
-            rows = torch.cat([e["rows"] for e in examples])
-            lengths = (rows != PAD).sum(1)
-            tgt_in = torch.cat([torch.full((len(rows), 1), BOS), rows], dim=1)
-            tgt_out = torch.cat([rows, torch.full((len(rows), 1), PAD)], dim=1)
-            tgt_out[torch.arange(len(rows)), lengths] = torch.where(lengths > 0, EOS, PAD)
-            return Batch(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_out=tgt_out, meta=meta)
         if examples[0]["tgt"] is None:
             return Batch(src=src, src_mask=src_mask, meta=meta)
         bos, eos = torch.tensor([BOS]), torch.tensor([EOS])

@@ -91,19 +91,14 @@ class TranslationTask(TaskAdapter):
         self.tgt_tok.save(tgt_path)
         log.info("tokenizer(s) copied from %s", other)
 
-    @property
-    def mask_id(self) -> int | None:
-        """The mask token for denoising pre-training (source side = target side), if any."""
-        if not self.tok_cfg["joint"]:
-            raise ConfigError("objective=denoise needs task.adapter.tokenizer.joint=true (one vocabulary)")
-        return self.tgt_tok.mask_id
-
     def special_ids(self) -> dict[str, int]:
         t = self.tgt_tok
         return {"bos_id": t.bos_id, "eos_id": t.eos_id, "pad_id": t.pad_id}
 
     def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.src_tok.vocab_size, "pad_id": self.src_tok.pad_id}
+        # a <mask> id only where the source is written in the target's vocabulary (denoising)
+        mask = {"mask_id": self.src_tok.mask_id} if self.tok_cfg["joint"] and self.src_tok.mask_id is not None else {}
+        return {"vocab_size": self.src_tok.vocab_size, "pad_id": self.src_tok.pad_id, **mask}
 
     def decoder_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": self.tgt_tok.vocab_size, "pad_id": self.tgt_tok.pad_id}

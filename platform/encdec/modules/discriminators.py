@@ -16,14 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encdec.modules.rnn import masked_mean
+from encdec.validation import accepted_parameters
 
 def build_with_accepted(factory: Callable[..., nn.Module], **available: Any) -> nn.Module:
     """Call a (Hydra partial) factory with the data kwargs it accepts and was not given,
     like encdec.build.build_component does for encoders and decoders."""
-    from encdec.build import _accepted_parameters  # imported late: build imports the model stack
-
     target = getattr(factory, "func", factory)
-    params, takes_all = _accepted_parameters(target)
+    params, takes_all = accepted_parameters(target)
     given = getattr(factory, "keywords", {}) or {}
     return factory(**{k: v for k, v in available.items() if (takes_all or k in params) and given.get(k) is None})
 

@@ -93,7 +93,6 @@ class _TimmImageEncoder(nn.Module):
         self.proj = nn.Linear(self.backbone.num_features, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
-        self.grid_size: tuple[int, int] | None = None  # (H, W) of the last memory, for heatmaps
 
     def _backbone_kwargs(self, img_size: int | None, model_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in model_kwargs.items() if v is not None}
@@ -104,14 +103,15 @@ class _TimmImageEncoder(nn.Module):
             self.backbone.eval()  # frozen BatchNorm keeps its running statistics
         return self
 
-    def features(self, images: Tensor) -> Tensor:  # -> [B, S, C]
+    def features(self, images: Tensor) -> tuple[Tensor, tuple[int, int] | None]:
+        """[B, S, C] features and their (H, W) grid, if they form one."""
         raise NotImplementedError
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None) -> EncoderOutput:
-        feats = self.features(src)
+        feats, grid = self.features(src)
         memory = self.drop(self.norm(self.proj(feats)))
         mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
-        return EncoderOutput(memory=memory, memory_mask=mask, summary=memory.mean(dim=1))
+        return EncoderOutput(memory=memory, memory_mask=mask, summary=memory.mean(dim=1), grid=grid)
 
 
 class CNNEncoder(_TimmImageEncoder):
@@ -121,15 +121,14 @@ class CNNEncoder(_TimmImageEncoder):
     model_kwargs.output_stride (e.g. 16) on models that support it.
     """
 
-    def features(self, images: Tensor) -> Tensor:
+    def features(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         fmap = self.backbone.forward_features(images)
         if fmap.dim() != 4:
             raise ConfigError(
                 f"encoder=cnn: {self.model_name!r} returns features of shape {tuple(fmap.shape)}, "
                 "not a [B, C, H, W] map; use encoder=vit for token models"
             )
-        self.grid_size = (fmap.size(2), fmap.size(3))
-        return fmap.flatten(2).transpose(1, 2)
+        return fmap.flatten(2).transpose(1, 2), (fmap.size(2), fmap.size(3))
 
 
 class ViTEncoder(_TimmImageEncoder):
@@ -153,7 +152,7 @@ class ViTEncoder(_TimmImageEncoder):
             kwargs["mlp_ratio"] = self._arch["ffn"] / width
         return {**kwargs, **{k: v for k, v in model_kwargs.items() if v is not None}}
 
-    def features(self, images: Tensor) -> Tensor:
+    def features(self, images: Tensor) -> tuple[Tensor, tuple[int, int] | None]:
         tokens = self.backbone.forward_features(images)
         if tokens.dim() != 3:
             raise ConfigError(
@@ -162,6 +161,6 @@ class ViTEncoder(_TimmImageEncoder):
             )
         patches = tokens[:, getattr(self.backbone, "num_prefix_tokens", 0):]
         grid = getattr(getattr(self.backbone, "patch_embed", None), "grid_size", None)
-        if grid is not None and grid[0] * grid[1] == patches.size(1):
-            self.grid_size = tuple(grid)
-        return patches
+        if grid is None or grid[0] * grid[1] != patches.size(1):
+            return patches, None
+        return patches, (int(grid[0]), int(grid[1]))

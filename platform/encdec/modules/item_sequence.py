@@ -173,7 +173,7 @@ class NextItemDecoder(nn.Module):
     """Scores every item against a user state with the tied item embedding.
 
     Step 0 reads the encoder's summary (the state after the last history item): its scores
-    are the full ranking (for training on every prefix at once, see `hidden`). Step j > 0 updates the state with the item chosen at step j - 1
+    are the full ranking. Step j > 0 updates the state with the item chosen at step j - 1
     through a GRU cell, so multi-step targets (the next n items) and beam search over future
     item sequences use the same decoder. `hidden()` and `output_weight` let sampled losses
     score a few items without the full [.., V] product.
@@ -193,32 +193,18 @@ class NextItemDecoder(nn.Module):
         return self.embed.weight
 
     @staticmethod
-    def _start(enc: EncoderOutput, rows: int | None = None) -> Tensor:
-        """The state each target row starts from: the summary of its source, or, when a
-        batch holds one target row per real source position (every prefix of a causal
-        encoder's sequence, row-major), the encoder state at that position."""
-        sources = enc.memory.size(0)
-        if rows is not None and rows != sources:
-            real = enc.memory[enc.memory_mask]
-            if real.size(0) != rows:
-                raise ValueError(
-                    f"{rows} target rows for {sources} sources with {real.size(0)} real positions: "
-                    "give one row per source, or one per real source position"
-                )
-            return real
+    def _start(enc: EncoderOutput) -> Tensor:
+        """The state each row starts from: its source's summary (else the masked mean)."""
         if enc.summary is not None:
             return enc.summary
         keep = enc.memory_mask.unsqueeze(-1).to(enc.memory.dtype)
         return (enc.memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
     def hidden(self, tgt_in: Tensor, enc: EncoderOutput) -> Tensor:
-        """[N,T,D] user states that score tgt_out; position 0 (BOS) is the encoder state.
-
-        N is the number of sources, or the number of real source positions: a causal encoder
-        then trains on every prefix of its sequences in one pass (SASRec's training), which
-        is RecBole's every-prefix data augmentation without re-encoding each prefix.
-        """
-        h = self._start(enc, tgt_in.size(0))
+        """[B,T,D] user states that score tgt_out; position 0 (BOS) is the encoder state."""
+        if tgt_in.size(0) != enc.memory.size(0):
+            raise ValueError(f"{tgt_in.size(0)} target rows for {enc.memory.size(0)} sources: give one row per source")
+        h = self._start(enc)
         states = [h]
         if tgt_in.size(1) > 1:
             inputs = self.drop(self.embed(tgt_in[:, 1:]))

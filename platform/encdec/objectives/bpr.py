@@ -9,6 +9,7 @@ from torch import Tensor
 
 from encdec.errors import ConfigError
 from encdec.objectives.sampled_softmax import states_and_targets, uniform_negatives
+from encdec.objectives.base import Objective, StepContext
 from encdec.types import Batch
 
 
@@ -25,7 +26,7 @@ def bpr_loss(hidden: Tensor, weight: Tensor, targets: Tensor, negatives: Tensor)
     return (pair_loss * valid).sum() / valid.sum().clamp_min(1)
 
 
-class BPR:
+class BPR(Objective):
     """Pairwise ranking loss with `num_negatives` uniform negatives per target position."""
 
     def __init__(self, num_negatives: int = 1):
@@ -33,7 +34,7 @@ class BPR:
             raise ConfigError(f"objective.num_negatives must be >= 1, got {num_negatives}")
         self.num_negatives = num_negatives
 
-    def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model, batch: Batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         hidden, targets, weight = states_and_targets(model, batch, "bpr")
         negatives = uniform_negatives(
             (targets.numel(), self.num_negatives), weight.size(0),

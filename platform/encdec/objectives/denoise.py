@@ -22,9 +22,9 @@ resumed continuation see the same corrupted batches.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from encdec.errors import ConfigError
+from encdec.objectives.base import Objective, StepContext
 from encdec.objectives.mle import MLE
 from encdec.types import Batch
 
@@ -71,7 +71,7 @@ def local_shuffle(tokens: list[int], distance: float, gen: torch.Generator) -> l
     return [tokens[i] for i in keys.argsort(stable=True).tolist()]
 
 
-class Denoise:
+class Denoise(Objective):
     def __init__(
         self,
         mask_ratio: float = 0.3,
@@ -95,22 +95,22 @@ class Denoise:
         self.mle = MLE(label_smoothing)
         self.src_pad_id: int | None = None
 
-    def bind(self, module) -> None:
-        adapter = module.adapter
+    def setup(self, model, adapter) -> None:
         enc_kw, dec_kw = adapter.encoder_kwargs(), adapter.decoder_kwargs()
         if enc_kw.get("vocab_size") != dec_kw.get("vocab_size"):
             raise ConfigError(
                 "objective=denoise feeds noised targets to the encoder, so the encoder and decoder "
                 "must share one vocabulary (translation: task.adapter.tokenizer.joint=true)"
             )
-        if self.mask_id is None:
-            self.mask_id = getattr(adapter, "mask_id", None)
+        if self.mask_id is None:  # the source vocabulary's <mask>, reported with its other ids
+            self.mask_id = enc_kw.get("mask_id")
         if self.mask_id is None:
             raise ConfigError(
                 "objective=denoise needs a mask token: the task's vocabulary has none (a tokenizer "
-                "trained without <mask>?); train one with task.adapter.tokenizer.mask_token=true or set objective.mask_id"
+                "trained without <mask>?); train one with task.adapter.tokenizer.mask_token=true "
+                "(and tokenizer.joint=true) or set objective.mask_id"
             )
-        self.src_pad_id = enc_kw.get("pad_id", module.model.pad_id)
+        self.src_pad_id = enc_kw["pad_id"] if "pad_id" in enc_kw else model.pad_id
 
     def noise(self, tokens: list[int], gen: torch.Generator) -> list[int]:
         out = infill(tokens, self.mask_id, self.mask_ratio, self.poisson_lambda, gen)
@@ -133,17 +133,8 @@ class Denoise:
     def generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
 
-    def training_step(self, module, batch: Batch, batch_idx: int) -> Tensor:
-        model = module.model
-        noised = self.noise_batch(batch, model.eos_id, model.pad_id, self.generator(module.global_step))
-        loss, logs = self.mle.loss(model, noised)
-        n = len(batch)
-        module.log("train/loss", loss, prog_bar=True, batch_size=n)
-        for name, value in logs.items():
-            module.log(f"train/{name}", value, batch_size=n, reduce_fx="sum" if name == "ntokens" else "mean")
-        return loss
-
-    def loss(self, model, batch: Batch):
-        """Denoising loss of one batch with fresh noise (outside a training loop)."""
-        noised = self.noise_batch(batch, model.eos_id, model.pad_id, self.generator(0))
-        return self.mle.loss(model, noised)
+    def loss(self, model, batch: Batch, ctx: StepContext | None = None):
+        """MLE on the batch with its source replaced by the noised target text; the noise
+        depends on the step only (step 0 outside a training loop)."""
+        step = ctx.global_step if ctx is not None else 0
+        return self.mle.loss(model, self.noise_batch(batch, model.eos_id, model.pad_id, self.generator(step)))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from encdec.objectives.base import Objective, StepContext
 from encdec.types import Batch
 
 
@@ -25,7 +26,7 @@ def token_nll(logits: Tensor, target: Tensor, pad_id: int, label_smoothing: floa
     return (1.0 - label_smoothing) * nll + label_smoothing * smooth, nll
 
 
-class MLE:
+class MLE(Objective):
     """Token-level cross-entropy averaged over non-pad target tokens."""
 
     def __init__(self, label_smoothing: float = 0.0):
@@ -33,7 +34,7 @@ class MLE:
             raise ValueError(f"objective.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
-    def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model, batch: Batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         logits = model(batch.src, batch.src_mask, batch.tgt_in)
         loss, nll = token_nll(logits, batch.tgt_out, model.pad_id, self.label_smoothing)
         ntokens = (batch.tgt_out != model.pad_id).sum().clamp_min(1)

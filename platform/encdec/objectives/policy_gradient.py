@@ -17,7 +17,7 @@ Baselines (`baseline=`):
   none    plain REINFORCE, b = 0.
 
 The KL penalty is to the model as it was when training started (after `init_from`): a
-frozen copy taken at bind time, registered under `objective.reference` so that a resumed run
+frozen copy taken at setup time, registered under `objective.reference` so that a resumed run
 keeps the true starting model (the live weights have moved on by then). It is excluded from
 the optimiser and from `model.*`, which is all that eval, predict and `init_from` read; it
 does double the checkpoint size, which is why it exists only when kl_coef > 0. H and KL are
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from encdec.decoding.search import Greedy, Sampling
 from encdec.errors import ConfigError
+from encdec.objectives.base import Objective, StepContext
 from encdec.objectives.mle import MLE
 from encdec.objectives.rewards import Weighted, as_weighted, mix
 
@@ -130,7 +131,9 @@ def _sampler(sampling: Sampling | dict[str, Any] | None, num_samples: int) -> Sa
     return sampling
 
 
-class PolicyGradient(nn.Module):
+class PolicyGradient(nn.Module, Objective):
+    progress_bar = ("reward",)
+
     def __init__(
         self,
         baseline: str = "greedy",
@@ -164,14 +167,11 @@ class PolicyGradient(nn.Module):
         self._mle = MLE()
         self.adapter: Any = None
 
-    def bind(self, module: Any) -> None:
-        self.adapter = module.adapter
-        self.rewards = [r.bind(module.adapter) for r in self.rewards]
+    def setup(self, model, adapter) -> None:
+        self.adapter = adapter
+        self.rewards = [r.bind(adapter) for r in self.rewards]
         if self.kl_coef > 0:
-            self.reference = copy.deepcopy(module.model).requires_grad_(False).eval()
-
-    def loss(self, model, batch):
-        raise TypeError("PolicyGradient trains through training_step(module, batch, batch_idx)")
+            self.reference = copy.deepcopy(model).requires_grad_(False).eval()
 
     # -- one step --------------------------------------------------------------------------
     def _rewards(self, batch, tokens: Tensor, repeat: int) -> tuple[Tensor, dict[str, list[float]]]:
@@ -182,19 +182,18 @@ class PolicyGradient(nn.Module):
         total, parts = mix(self.rewards, rep(sources), outputs, rep(refs))
         return torch.tensor(total, dtype=torch.float32).view(len(batch), repeat), parts
 
-    def training_step(self, module, batch, batch_idx: int) -> Tensor:
-        model = module.model
+    def loss(self, model, batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         was_training = model.training
         if not self.dropout:
             model.eval()
         try:
-            return self._step(module, model, batch)
+            return self._step(model, batch)
         finally:
             model.train(was_training)
 
-    def _step(self, module, model, batch) -> Tensor:
+    def _step(self, model, batch) -> tuple[Tensor, dict[str, Tensor]]:
         bos, eos, pad = model.bos_id, model.eos_id, model.pad_id
-        b, k = len(batch), self.num_samples
+        k = self.num_samples
         with torch.no_grad():
             enc = model.encode(batch.src, batch.src_mask)
             tokens = self.sampler.search(model.decoder, enc, bos, eos, pad).tokens.flatten(0, 1)  # [B*K, L]
@@ -243,8 +242,4 @@ class PolicyGradient(nn.Module):
             logs["greedy_reward"] = greedy_r.mean()
         if len(parts) > 1:
             logs.update({f"reward_{name}": torch.tensor(v).mean() for name, v in parts.items()})
-        module.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
-        module.log("train/reward", logs.pop("reward"), prog_bar=True, batch_size=b)
-        for name, value in logs.items():
-            module.log(f"train/{name}", value, batch_size=b)
-        return loss
+        return loss, logs

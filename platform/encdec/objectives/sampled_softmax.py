@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from encdec.errors import ConfigError
+from encdec.objectives.base import Objective, StepContext
 from encdec.types import Batch
 
 
@@ -53,7 +54,7 @@ def sampled_softmax_loss(hidden: Tensor, weight: Tensor, targets: Tensor, negati
     return -F.log_softmax(logits, dim=1)[:, 0]
 
 
-class SampledSoftmax:
+class SampledSoftmax(Objective):
     """Cross-entropy against `num_negatives` uniformly sampled items shared by the batch."""
 
     def __init__(self, num_negatives: int = 100):
@@ -61,7 +62,7 @@ class SampledSoftmax:
             raise ConfigError(f"objective.num_negatives must be >= 1, got {num_negatives}")
         self.num_negatives = num_negatives
 
-    def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model, batch: Batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         hidden, targets, weight = states_and_targets(model, batch, "sampled_softmax")
         negatives = uniform_negatives(
             (self.num_negatives,), weight.size(0), [model.pad_id, model.bos_id, model.eos_id], hidden.device

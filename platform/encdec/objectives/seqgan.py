@@ -16,7 +16,7 @@ the task's real data):
 
 The phase name and its counters live in the objective's state dict (``get_extra_state``), so
 they are checkpointed with the weights: resuming mid-phase continues that phase where it
-stopped. The same step functions drive the Lightning run (``training_step``) and a plain loop
+stopped. The same step functions drive the Lightning run (``manual_step``) and a plain loop
 (bench/seqgan_oracle.py).
 """
 
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from encdec.decoding.categorical import sample_categorical
 from encdec.errors import ConfigError
 from encdec.modules.discriminators import build_with_accepted
+from encdec.objectives.base import ManualObjective, StepContext, StepResult, plain_backward
 from encdec.objectives.mle import MLE
 from encdec.objectives.policy_gradient import reinforce_loss, teacher_forcing_input
 from encdec.optim import param_groups
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 PHASES = ("generator_mle", "discriminator_pretrain", "adversarial", "done")
 
 
-class SeqGAN(nn.Module):
+class SeqGAN(nn.Module, ManualObjective):
+    progress_bar = ("loss",)
+
     def __init__(
         self,
         discriminator: Callable[..., nn.Module] | nn.Module,
@@ -97,20 +100,16 @@ class SeqGAN(nn.Module):
         self.steps_per_epoch = 1
 
     # -- wiring ---------------------------------------------------------------------------
-    def setup(self, model: nn.Module, decoder_kwargs: dict[str, Any]) -> None:
+    def setup(self, model: nn.Module, adapter) -> None:
+        self.build(model, adapter.decoder_kwargs())
+
+    def build(self, model: nn.Module, decoder_kwargs: dict[str, Any]) -> None:
         """Build the discriminator for the model's vocabulary and the rollout copy."""
         if self.discriminator is None:
             self.discriminator = build_with_accepted(self._discriminator_factory, **decoder_kwargs)
         self.rollout = copy.deepcopy(model).requires_grad_(False)
 
-    def bind(self, module) -> None:
-        module.automatic_optimization = False  # two optimisers, phases: the objective steps them
-        self.setup(module.model, module.adapter.decoder_kwargs())
-
-    def configure_optimizers(self, module):
-        return self.make_optimizers(module.model)
-
-    def make_optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         return [
             torch.optim.Adam(param_groups(model), lr=self.generator_lr),
             torch.optim.Adam(self.discriminator.parameters(), lr=self.discriminator_lr),
@@ -141,8 +140,9 @@ class SeqGAN(nn.Module):
         self.phase, self.phase_step = state["phase"], int(state["phase_step"])
 
     def step(self, model: nn.Module, batch: Batch, g_opt, d_opt, backward=None) -> dict[str, float]:
-        """One step of the current phase on one batch of real data; returns logs."""
-        backward = backward or (lambda loss: loss.backward())
+        """One step of the current phase on one batch of real data; returns logs.
+        `backward(loss) -> bool`: False skips that update (a non-finite loss or gradient)."""
+        backward = backward or plain_backward
         self._skip_empty_phases(model)
         phase, logs = self.phase, {}
         if phase == "generator_mle":
@@ -165,28 +165,21 @@ class SeqGAN(nn.Module):
             self.phase_step -= 1
             self._advance(model)
 
-    def training_step(self, module, batch: Batch, batch_idx: int):
-        trainer = module.trainer
-        batches = trainer.num_training_batches
-        self.steps_per_epoch = int(batches) if batches != float("inf") else self.steps_per_epoch
-        g_opt, d_opt = module.optimizers()
-        self._skip_empty_phases(module.model)
+    def manual_step(self, model: nn.Module, batch: Batch, optimizers: list, ctx: StepContext) -> StepResult:
+        self.steps_per_epoch = ctx.epoch_length or self.steps_per_epoch
+        g_opt, d_opt = optimizers
+        self._skip_empty_phases(model)
         # the phase this step belongs to and its index within that phase (0-based)
-        phase_index, phase_step = PHASES.index(self.phase), self.phase_step
-        logs = self.step(module.model, batch, g_opt, d_opt, module.manual_backward)
-        n = len(batch)
-        module.log("seqgan/phase", float(phase_index), prog_bar=True, batch_size=n)
-        module.log("seqgan/phase_step", float(phase_step), batch_size=n)
-        for name, value in logs.items():
-            module.log(f"train/{name}", value, batch_size=n, prog_bar=name == "loss")
-        if self.phase == "done":
-            trainer.should_stop = True
-        return None
+        ctx.log("seqgan/phase", float(PHASES.index(self.phase)), prog_bar=True)
+        ctx.log("seqgan/phase_step", float(self.phase_step))
+        logs = self.step(model, batch, g_opt, d_opt, ctx.backward)
+        return StepResult(logs, finished=self.phase == "done")
 
     # -- the three kinds of update ------------------------------------------------------------
     def _update(self, loss: Tensor, params, opt, backward) -> None:
         opt.zero_grad()
-        backward(loss)
+        if not backward(loss):
+            return
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         opt.step()
