@@ -271,6 +271,8 @@ class RunProgress(ProgressBar):
         tokens, examples = batch_counts(batch, pl_module, trainer.callback_metrics)
         self._throughput.end_batch(time.monotonic(), tokens, examples)
         self._refresh(trainer)
+        if self.is_plain and trainer.global_step == self._first_step + 1:
+            self._write(self.status(trainer))  # a sign of life at the first step, then every_seconds
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._throughput.pause()

@@ -29,6 +29,8 @@ class PretrainedTokenizer(SubwordTokenizer):
             ids[role] = found[0]
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids["pad"], ids["bos"], ids["eos"], ids["unk"]
         self.sep_id = self.eos_id
+        masks = [tokenizer.token_to_id(n) for n in ("[MASK]", "<mask>") if tokenizer.token_to_id(n) is not None]
+        self.mask_id = masks[0] if masks else None  # what denoising pre-training writes over
         # source-side truncation and padding are the task's business (and logged there)
         self.tok.no_truncation()
         self.tok.no_padding()
