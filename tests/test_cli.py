@@ -65,29 +65,6 @@ def test_predict_from_file_stdin_and_interactive(trained_run, tmp_path):
     assert interactive.stdout == f"> {from_file[0]}\n> > {from_file[1]}\n> "
 
 
-def test_resume_continues_exactly_where_it_stopped(tiny_corpus, tmp_path):
-    # 240 pairs / 60 sentences per batch = 4 steps per epoch: stop at an epoch boundary
-    common = ["loader.max_sentences=60", "loader.max_tokens=4096", "trainer.max_epochs=10", "test_after_training=false"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    run_cli("train", *tiny_train_args(tiny_corpus, straight, *common, "trainer.max_steps=8"))
-    run_cli("train", *tiny_train_args(tiny_corpus, split, *common, "trainer.max_steps=4"))
-    first_id = (split / "run_id").read_text()
-    run_cli("train", f"resume={split}", "trainer.max_steps=8")
-    assert (split / "run_id").read_text() == first_id, "the resumed run keeps its logger run id"
-    a = torch.load(straight / "checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(split / "checkpoints/last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 8
-    for name, tensor in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][name], tensor, msg=f"weights differ at {name}")
-    opt_a, opt_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
-    for key in opt_a:
-        torch.testing.assert_close(opt_b[key]["exp_avg"], opt_a[key]["exp_avg"])
-    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 8
-    with open(split / "csv/metrics.csv") as f:
-        steps = {int(row["step"]) for row in csv.DictReader(f)}
-    assert min(steps) < 4 <= max(steps), "the CSV log keeps the first part of the run after resume"
-
-
 def test_multirun_runs_every_job_in_its_own_directory(tiny_corpus, tmp_path):
     sweep = tmp_path / "sweep"
     args = [a for a in tiny_train_args(tiny_corpus, tmp_path / "unused") if not a.startswith("hydra.run.dir")]

@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from encdec.errors import UserError
 
@@ -154,7 +155,19 @@ class Preemption(pl.Callback):
         self._training = False
 
     def on_exception(self, trainer, pl_module, exception) -> None:
+        # A SIGTERM that lands after this callback's check in a step reaches Lightning's own
+        # check first, which stops the loop with SIGTERMException (exit status 0, no save).
+        # The loop stopped between steps, so the state is as consistent as at a step end.
+        if isinstance(exception, SIGTERMException) and self._training and self.received is not None:
+            trainer.save_checkpoint(self.last_path)
+            log.warning("stopped by %s: saved %s at step %d; continue with resume=%s",
+                        SIGNALS.get(self.received, self.received), self.last_path.name, trainer.global_step,
+                        self.last_path.parent.parent)
         self._training = False
+
+    def exit_status(self) -> int:
+        """What a run stopped by a signal exits with: 128 + the signal."""
+        return 128 + (self.received or signal.SIGTERM)
 
     # -- saving ---------------------------------------------------------------------------
     def _received_anywhere(self, trainer: pl.Trainer) -> int | None:

@@ -18,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from encdec.build import (
     build_adapter,
@@ -142,7 +143,10 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
     monitor, mode = checkpoint_monitor(cfg, adapter)
     log_config(loggers, OmegaConf.to_container(cfg, resolve=True), monitor)
     trainer = build_trainer(cfg, run_dir, loggers, monitor, mode, extra_callbacks=[preemption])
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resuming else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resuming else None)
+    except SIGTERMException:  # Lightning's own stop on SIGTERM: saved by Preemption.on_exception
+        raise SystemExit(preemption.exit_status()) from None
     if resuming:
         log.info("resumed run ended at step %d", trainer.global_step)
 
