@@ -1,6 +1,5 @@
 """End to end through the real CLI on a tiny generated parallel corpus."""
 
-import csv
 import json
 
 import pytest
