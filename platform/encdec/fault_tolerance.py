@@ -46,16 +46,17 @@ class DataPosition(pl.Callback):
 
     @staticmethod
     def _sampler(trainer: pl.Trainer):
-        loader = trainer.train_dataloader
-        return getattr(loader, "batch_sampler", None)
+        """The training batch sampler, told the current epoch."""
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(trainer.current_epoch)
+        return sampler
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning calls no on_train_epoch_start for an epoch it resumes mid-way, so the
         # saved position is applied here; the sampler computes its batches lazily, after the
         # loop has set the epoch.
         sampler = self._sampler(trainer)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(trainer.current_epoch)
         pending, self._pending = self._pending, None
         self.epoch, self.consumed = trainer.current_epoch, 0
         if pending is not None and hasattr(sampler, "resume_at"):
@@ -68,9 +69,7 @@ class DataPosition(pl.Callback):
         self.seed = getattr(sampler, "seed", None)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        sampler = self._sampler(trainer)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(trainer.current_epoch)
+        self._sampler(trainer)
         self.epoch, self.consumed = trainer.current_epoch, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -159,10 +158,7 @@ class Preemption(pl.Callback):
         # check first, which stops the loop with SIGTERMException (exit status 0, no save).
         # The loop stopped between steps, so the state is as consistent as at a step end.
         if isinstance(exception, SIGTERMException) and self._training and self.received is not None:
-            trainer.save_checkpoint(self.last_path)
-            log.warning("stopped by %s: saved %s at step %d; continue with resume=%s",
-                        SIGNALS.get(self.received, self.received), self.last_path.name, trainer.global_step,
-                        self.last_path.parent.parent)
+            self._save(trainer, self.received)
         self._training = False
 
     def exit_status(self) -> int:
@@ -170,6 +166,12 @@ class Preemption(pl.Callback):
         return 128 + (self.received or signal.SIGTERM)
 
     # -- saving ---------------------------------------------------------------------------
+    def _save(self, trainer: pl.Trainer, signum: int) -> None:
+        trainer.save_checkpoint(self.last_path)
+        self._training = False
+        log.warning("stopped by %s: saved %s at step %d; continue with resume=%s",
+                    SIGNALS.get(signum, signum), self.last_path.name, trainer.global_step, self.last_path.parent.parent)
+
     def _received_anywhere(self, trainer: pl.Trainer) -> int | None:
         """The signal to stop for, the same on every process: ranks receive a signal at
         different steps, and saving is a collective operation."""
@@ -182,10 +184,7 @@ class Preemption(pl.Callback):
         signum = self._received_anywhere(trainer)
         if signum is None:
             return
-        trainer.save_checkpoint(self.last_path)
-        self._training = False
-        log.warning("stopped by %s: saved %s at step %d; continue with resume=%s",
-                    SIGNALS.get(signum, signum), self.last_path.name, trainer.global_step, self.last_path.parent.parent)
+        self._save(trainer, signum)
         previous = self._previous.get(signum)
         if callable(previous) and previous is not signal.default_int_handler:
             previous(signum, None)  # e.g. submitit requeues the job, which then resumes its run directory

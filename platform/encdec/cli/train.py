@@ -159,7 +159,6 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         print_run_summary(run_dir, trainer, metrics)
-    monitor, mode = checkpoint_monitor(cfg, adapter)
     return TrainResult(metrics, monitor, mode)
 
 
