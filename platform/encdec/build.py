@@ -17,7 +17,7 @@ from encdec.errors import ConfigError, UserError
 from encdec.fault_tolerance import DataPosition, LastCheckpoint
 from encdec.model import EncoderDecoder
 from encdec.task import TaskAdapter, check_reader
-from encdec.validation import accepted_parameters
+from encdec.validation import accepted_parameters, check_known_keys
 
 
 def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
@@ -27,15 +27,10 @@ def build_component(cfg: DictConfig, key: str, **available: Any) -> Any:
         target = get_method(cfg._target_)
     except Exception as exc:
         raise ConfigError(f"{key}._target_={cfg.get('_target_')!r} cannot be imported: {exc}") from exc
+    check_known_keys(list(cfg), target, key)
     params, takes_all = accepted_parameters(target)
     accepted = {k: v for k, v in available.items() if takes_all or k in params}
     accepted = {k: v for k, v in accepted.items() if k not in cfg or cfg[k] is None}
-    unknown = [k for k in cfg if not str(k).startswith("_") and not takes_all and k not in params]
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{key}.{k}' for k in unknown)} for {cfg._target_}; "
-            f"valid keys: {', '.join(p for p in params if p != 'self')}"
-        )
     try:
         return instantiate(cfg, **accepted)
     except InstantiationException as exc:

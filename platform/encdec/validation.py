@@ -90,19 +90,24 @@ def _type_name(annotation: Any) -> str:
     return text.replace("typing.", "").replace("NoneType", "null")
 
 
+def check_known_keys(names: Iterable[Any], target: Any, key: str) -> None:
+    """Every name (a config key under `key`) is a parameter of `target`."""
+    params, takes_all = accepted_parameters(target)
+    unknown = [f"{key}.{n}" for n in names if not str(n).startswith("_") and not takes_all and n not in params]
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+            f"{getattr(target, '__name__', target)}; valid keys: {', '.join(params)}"
+        )
+
+
 def check_keys(values: dict, target: Any, key: str, ignore: Iterable[str] = ()) -> None:
     """Every key is a parameter of `target` and its value fits the parameter's type."""
-    params, takes_all = accepted_parameters(target)
+    check_known_keys([n for n in values if n not in ignore], target, key)
+    params, _ = accepted_parameters(target)
     for name, value in values.items():
-        if str(name).startswith("_") or name in ignore:
+        if str(name).startswith("_") or name in ignore or name not in params:
             continue
-        if name not in params:
-            if takes_all:
-                continue
-            raise ConfigError(
-                f"unknown key {key}.{name} for {getattr(target, '__name__', target)}; "
-                f"valid keys: {', '.join(params)}"
-            )
         if isinstance(value, dict) and "_target_" in value:
             continue  # a nested component, built by its owner
         if not _matches(value, params[name].annotation):
