@@ -269,3 +269,19 @@ def test_processes_of_one_torchrun_launch_without_a_shared_run_dir_stop_with_one
     assert "error: the 2 processes of this launch got 2 different run directories" in output
     assert "give them one with hydra.run.dir=" in output
     assert not list((tmp_path / "runs").rglob("tokenizer.json")), "stopped before any work"
+
+
+def test_a_worker_closes_its_gloo_group_before_the_interpreter_shuts_down(tmp_path):
+    """A gloo group still open at interpreter shutdown can abort a finished ddp_spawn worker
+    (SIGABRT, "terminate called without an active exception"): the module's setup registers
+    the group's destruction at exit. The probe is registered first, so it runs last."""
+    script = f"""
+import atexit, torch, torch.distributed as dist
+dist.init_process_group("gloo", init_method="file://{tmp_path}/store", rank=0, world_size=1)
+atexit.register(lambda: print("open at exit:", dist.is_initialized()))
+from encdec.lightning_module import EncDecModule
+EncDecModule.setup(None, "fit")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "open at exit: False" in out.stdout

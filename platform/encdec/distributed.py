@@ -10,6 +10,7 @@ before the workers exist.
 
 from __future__ import annotations
 
+import atexit
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +20,29 @@ from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvir
 from lightning_fabric.utilities.distributed import _init_dist_connection
 
 from encdec.errors import ConfigError
+
+
+def destroy_process_group_at_exit() -> None:
+    """Makes this process close its process group before the interpreter shuts down.
+
+    Lightning does this for NCCL only. A gloo group left open at exit still has C++ worker
+    threads when the interpreter is torn down, and the process then dies of SIGABRT
+    ("terminate called without an active exception") after its work was done: a ddp_spawn
+    worker that finished its fit or test is reported as crashed. Registering per process is
+    enough; a group already destroyed makes the handler a no-op."""
+    global _destroy_registered
+    if _destroy_registered or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    atexit.register(_destroy_process_group)
+    _destroy_registered = True
+
+
+_destroy_registered = False
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def external_environment() -> ClusterEnvironment | None:
@@ -44,6 +68,7 @@ def rank_zero_first(run_dir: Path, accelerator: str = "auto") -> Iterator[None]:
     if use_cuda:
         torch.cuda.set_device(env.local_rank())
     _init_dist_connection(env, "nccl" if use_cuda else "gloo", env.global_rank(), env.world_size())
+    destroy_process_group_at_exit()
     run_dirs: list[str] = [""] * env.world_size()
     torch.distributed.all_gather_object(run_dirs, str(Path(run_dir).resolve()))
     if len(set(run_dirs)) > 1:

@@ -11,6 +11,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from encdec.decoding.search import Search
+from encdec.distributed import destroy_process_group_at_exit
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
 from encdec.model import EncoderDecoder
 from encdec.errors import ConfigError
@@ -66,6 +67,10 @@ class EncDecModule(pl.LightningModule):
         self.automatic_optimization = not isinstance(objective, ManualObjective)
         if objective is not None:
             objective.setup(model, adapter)
+
+    def setup(self, stage: str) -> None:
+        # runs in every worker once the strategy has opened the process group
+        destroy_process_group_at_exit()
 
     # -- training -------------------------------------------------------------------------
     def _context(self, batch: Batch) -> StepContext:
