@@ -131,6 +131,17 @@ def _schema(conf_dir: Path) -> dict:
     return schema
 
 
+def _train_groups(conf_dir: Path) -> set[str]:
+    """The config groups train.yaml's defaults list composes (task, logger, callbacks...)."""
+    groups = set()
+    for entry in OmegaConf.load(Path(conf_dir) / "train.yaml").get("defaults", []):
+        if not OmegaConf.is_dict(entry):  # `_self_`
+            continue
+        for key in entry:
+            groups.add(str(key).removeprefix("override ").lstrip("/").split("@")[0].split("/")[0])
+    return groups
+
+
 def _check_known(values: dict, schema: dict, groups: set[str]) -> None:
     for name in values:
         if name in groups or name == "hydra":
@@ -209,7 +220,8 @@ def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) 
         key = getattr(exc, "full_key", None)
         msg = str(exc).splitlines()[0]
         raise ConfigError(f"{key}: {msg}" if key else msg) from None
-    _check_known(values, _schema(conf_dir), {g.split("/")[0] for g in choices})
+    # a group given several options (logger=[csv,tensorboard]) has no entry in the choices
+    _check_known(values, _schema(conf_dir), {g.split("/")[0] for g in choices} | _train_groups(conf_dir))
     for key in COMPONENTS:
         node = OmegaConf.select(cfg, key)
         if node is not None:

@@ -281,6 +281,16 @@ def test_every_experiment_preset_passes_validation():
         validate_train_config(cfg, CONF_DIR, choices)
 
 
+@pytest.mark.parametrize("override", ["logger=[csv,tensorboard]", "callbacks=[default,ema]", "logger=none"])
+def test_several_options_of_one_group_pass_validation(override):
+    """A list of group options (as README shows for loggers) is not an unknown key."""
+    from conftest import CONF_DIR
+    from encdec.validation import validate_train_config
+
+    cfg, choices = _compose_train([override])
+    validate_train_config(cfg, CONF_DIR, choices)
+
+
 def test_a_full_disk_names_enospc_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """The temporary file is opened on /dev/full, where every write fails with ENOSPC, as on
     a full disk."""
