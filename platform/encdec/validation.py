@@ -157,6 +157,21 @@ def _check_known(values: dict, schema: dict, groups: set[str]) -> None:
                     )
 
 
+# old name -> new name of renamed keys: a command line, experiment or resumed run that still
+# uses the old name stops with the new one
+RENAMED = {
+    # `num_samples` is the number of sample-table rows; the RL objectives' count per source was
+    # renamed so one name has one meaning
+    "objective.num_samples": "objective.samples_per_source",
+}
+
+
+def _check_renamed(cfg: DictConfig) -> None:
+    for old, new in RENAMED.items():
+        if OmegaConf.select(cfg, old, default="__absent__", throw_on_missing=False) != "__absent__":
+            raise ConfigError(f"{old} is now called {new}: rename it (on the command line, in the experiment yaml or in a resumed run's config.yaml)")
+
+
 # (key, test, what a valid value is)
 RANGES = [
     ("loader.max_tokens", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -214,6 +229,7 @@ def _check_pairing(cfg: DictConfig, choices: dict) -> None:
 
 def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) -> None:
     """`choices`: the config group options of this run (Hydra's runtime.choices)."""
+    _check_renamed(cfg)
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
