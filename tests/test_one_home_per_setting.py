@@ -159,3 +159,20 @@ def test_the_old_name_of_a_renamed_key_names_the_new_one():
         validate_train_config(cfg, CONF_DIR, choices)
     message = str(info.value)
     assert "objective.num_samples is now called objective.samples_per_source" in message and "\n" not in message
+
+
+def test_early_stopping_watches_the_metric_best_ckpt_follows(tmp_path):
+    """callbacks=early_stopping names no metric: it follows the task's monitor (or
+    best_checkpoint.monitor), as checkpoints/best.ckpt does; one that names its own keeps it."""
+    import pytorch_lightning as pl
+
+    from encdec.build import build_trainer
+
+    def stopper(*overrides):
+        cfg = compose_train(["callbacks=early_stopping", "trainer.accelerator=cpu", *overrides])
+        trainer = build_trainer(cfg, tmp_path, [], "val/sacrebleu", "max")
+        return next(c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping))
+
+    assert (stopper().monitor, stopper().mode) == ("val/sacrebleu", "max")
+    own = stopper("+callbacks.early_stopping.monitor=val/loss")
+    assert (own.monitor, own.mode) == ("val/loss", "min")

@@ -104,11 +104,23 @@ def run_decoding(decoding: DictConfig, run_cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"decoding: {str(exc).splitlines()[0]}") from None
 
 
+def _watched_metric(ccfg: DictConfig, monitor: str, mode: str) -> dict[str, str]:
+    """A callback that watches a metric (e.g. EarlyStopping) and names none in its config
+    watches the run's monitored metric, the one best.ckpt follows."""
+    try:
+        params, _ = accepted_parameters(get_method(ccfg._target_))
+    except Exception:  # build_component reports a target that cannot be imported
+        return {}
+    if "monitor" not in params or ccfg.get("monitor") is not None:
+        return {}
+    return {"monitor": monitor, "mode": mode}
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str, extra_callbacks: list | None = None
 ) -> pl.Trainer:
     callbacks = [
-        build_component(ccfg, f"callbacks.{name}")
+        build_component(ccfg, f"callbacks.{name}", **_watched_metric(ccfg, monitor, mode))
         for name, ccfg in (cfg.get("callbacks") or {}).items()
         if ccfg is not None
     ]
