@@ -104,11 +104,15 @@ def test_no_preset_repeats_the_tasks_monitored_metric(composed):
 
 def test_one_name_one_meaning(composed):
     """`num_samples` is the sample-table rows (top level); the RL objectives' count per source
-    has its own name, and the two never appear in each other's place."""
+    has its own name, and the two never appear in each other's place. Every `dropout` is a rate
+    (the RL objectives' switch is `keep_dropout`)."""
     for name, cfg in composed.items():
         keys = [key for key, _ in _leaves(_raw(cfg))]
         assert [k for k in keys if k.rsplit(".", 1)[-1] == "num_samples"] == ["num_samples"], name
         assert all(k == "objective.samples_per_source" for k in keys if k.endswith("samples_per_source")), name
+        for key in (k for k in keys if k.rsplit(".", 1)[-1] == "dropout"):
+            rate = OmegaConf.select(cfg, key)
+            assert isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1, f"{name}: {key}={rate!r}"
 
 
 def _eval_decoding(*overrides: str):
@@ -140,7 +144,11 @@ def test_eval_resolves_the_length_rule_from_the_runs_task(decoding):
     assert (built.max_len, built.max_len_a) == (7, 1.5)
 
 
-def test_the_old_name_of_a_renamed_key_names_the_new_one():
+@pytest.mark.parametrize("old,new,value", [
+    ("objective.num_samples", "objective.samples_per_source", 4),
+    ("objective.dropout", "objective.keep_dropout", "false"),
+])
+def test_the_old_name_of_a_renamed_key_names_the_new_one(old, new, value):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
@@ -149,7 +157,7 @@ def test_the_old_name_of_a_renamed_key_names_the_new_one():
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["objective=rloo", "+objective.num_samples=4"], return_hydra_config=True)
+        cfg = compose("train", overrides=["objective=rloo", f"+{old}={value}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
@@ -158,7 +166,7 @@ def test_the_old_name_of_a_renamed_key_names_the_new_one():
     with pytest.raises(ConfigError) as info:
         validate_train_config(cfg, CONF_DIR, choices)
     message = str(info.value)
-    assert "objective.num_samples is now called objective.samples_per_source" in message and "\n" not in message
+    assert f"{old} is now called {new}" in message and "\n" not in message
 
 
 def test_early_stopping_watches_the_metric_best_ckpt_follows(tmp_path):

@@ -163,6 +163,8 @@ RENAMED = {
     # `num_samples` is the number of sample-table rows; the RL objectives' count per source was
     # renamed so one name has one meaning
     "objective.num_samples": "objective.samples_per_source",
+    # a switch, not a rate like model.dropout
+    "objective.dropout": "objective.keep_dropout",
 }
 
 

@@ -50,7 +50,7 @@ class TextGenTask(SharedVocabularyTask):
             raise ConfigError(f"task.adapter.max_len must be >= 2 (EOS included), got {max_len}")
         # max_len is the run's generation length (decoding.max_len, which counts the EOS the
         # model must learn to write): a training target keeps max_len - 1 tokens, plus its EOS
-        self.max_tokens, self.prefix_words = max_len - 1, prefix_words
+        self.max_target_tokens, self.prefix_words = max_len - 1, prefix_words
         self.bleu_orders = tuple(int(n) for n in bleu_orders)
         self.max_eval_samples = max_eval_samples
         self.tok: SubwordTokenizer | None = None
@@ -70,7 +70,7 @@ class TextGenTask(SharedVocabularyTask):
         prefixes = self.tok.encode_batch([p for p, _ in pairs]) if self.prefix_words else [[]] * len(pairs)
         targets = self.tok.encode_batch([t for _, t in pairs])
         return [
-            {"src": torch.tensor(p or [self.tok.bos_id]), "tgt": torch.tensor(t[: self.max_tokens]), "source": pt[0], "ref": pt[1]}
+            {"src": torch.tensor(p or [self.tok.bos_id]), "tgt": torch.tensor(t[: self.max_target_tokens]), "source": pt[0], "ref": pt[1]}
             for p, t, pt in zip(prefixes, targets, pairs)
         ]
 

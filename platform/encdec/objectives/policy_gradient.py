@@ -23,7 +23,7 @@ the optimiser and from `model.*`, which is all that eval, predict and `init_from
 does double the checkpoint size, which is why it exists only when kl_coef > 0. H and KL are
 exact per position (full vocabulary sums), averaged over sampled tokens.
 
-By default the whole step runs with dropout off (`dropout=false`): samples and the log-probs
+By default the whole step runs with dropout off (`keep_dropout=false`): samples and the log-probs
 of their gradient then come from the same policy, as in RLHF practice.
 """
 
@@ -144,7 +144,7 @@ class PolicyGradient(nn.Module, Objective):
         kl_coef: float = 0.0,
         mle_weight: float = 0.0,
         group_eps: float = 1e-4,
-        dropout: bool = False,
+        keep_dropout: bool = False,
     ):
         super().__init__()
         if baseline not in BASELINES:
@@ -160,7 +160,7 @@ class PolicyGradient(nn.Module, Objective):
                 raise ConfigError(f"objective.{key} must be >= 0, got {value}")
         self.baseline, self.samples_per_source = baseline, samples_per_source
         self.entropy_coef, self.kl_coef, self.mle_weight = entropy_coef, kl_coef, mle_weight
-        self.group_eps, self.dropout = group_eps, dropout
+        self.group_eps, self.keep_dropout = group_eps, keep_dropout
         self.rewards: list[Weighted] = as_weighted(rewards)
         self.sampler = _sampler(sampling, samples_per_source)
         # the greedy baseline decodes under the same length rules as the samples
@@ -185,7 +185,7 @@ class PolicyGradient(nn.Module, Objective):
 
     def loss(self, model, batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         was_training = model.training
-        if not self.dropout:
+        if not self.keep_dropout:
             model.eval()
         try:
             return self._step(model, batch)
