@@ -74,7 +74,7 @@ def test_oracle_task_scores_oracle_samples_far_below_random(tmp_path):
 # -- CLI flows ----------------------------------------------------------------------------------
 TINY_LM = [
     "encoder=none", "decoder=gru", "model.d_model=32", "decoder.hidden_size=32", "model.share_embeddings=false",
-    "logger=csv", "callbacks=none", "decoding=sampling", "decoding.max_len_a=0", "decoding.max_len=12",
+    "logger=csv", "callbacks=none", "decoding=sampling", "decoding.max_len=12",
 ]
 
 

@@ -73,8 +73,8 @@ class SeqGAN(nn.Module, ManualObjective):
             raise ConfigError("objective: rollouts and generator_steps must be >= 1 and discriminator_steps >= 0")
         if not 0 <= min_len < max_len or max_len < 2:
             raise ConfigError(
-                f"objective needs 0 <= min_len < max_len and max_len >= 2, got min_len={min_len}, max_len={max_len}"
-                " (by default decoding.min_len, decoding.max_len)"
+                f"objective.max_len={max_len}, objective.min_len={min_len}: need max_len >= 2 and "
+                "0 <= min_len < max_len (both follow decoding.max_len, decoding.min_len)"
             )
         if not 0.0 <= rollout_update_rate <= 1.0:
             raise ConfigError(f"objective.rollout_update_rate must be in [0, 1], got {rollout_update_rate}")
