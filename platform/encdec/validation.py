@@ -183,6 +183,7 @@ RANGES = [
     ("model.d_model", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
     ("model.dropout", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
     ("num_samples", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("task.max_len_a", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0 (0: no cap)"),
     ("checkpoint_every_n_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("checkpoint_every_minutes", lambda v: v is None or (isinstance(v, (int, float)) and v > 0), "null or minutes > 0"),
     ("keep_last_checkpoints", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
