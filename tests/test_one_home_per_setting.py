@@ -177,7 +177,7 @@ def test_early_stopping_watches_the_metric_best_ckpt_follows(tmp_path):
     from encdec.build import build_trainer
 
     def stopper(*overrides):
-        cfg = compose_train(["callbacks=early_stopping", "trainer.accelerator=cpu", *overrides])
+        cfg = compose_train(["callbacks=early_stopping", "~callbacks.progress", "trainer.accelerator=cpu", *overrides])
         trainer = build_trainer(cfg, tmp_path, [], "val/sacrebleu", "max")
         return next(c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping))
 
