@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 for run in args.runs:
     saved, adapter, model = load_run(run, args.checkpoint, stage="eval")
     model.eval()
-    search = Greedy(max_len=128, max_len_a=1.5, max_len_b=10)  # as conf/decoding/greedy.yaml
+    search = Greedy(max_len=128, max_len_a=1.5, max_len_b=10)  # as conf/decoding/greedy.yaml with task=translation (task.max_len_a)
     examples = list(adapter.examples(args.split))
     outputs, refs = [], []
     with torch.no_grad():

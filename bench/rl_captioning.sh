@@ -11,7 +11,7 @@ RUN=${2:-bench/runs/captioning_vit_scst}
 shift 2 || true
 .venv/bin/encdec-eval run_dir="$MLE" split=test decoding=greedy
 .venv/bin/encdec-train experiment=captioning_scenes_vit objective=scst init_from="$MLE" \
-    objective.num_samples=5 objective.baseline=greedy \
+    objective.samples_per_source=5 objective.baseline=greedy \
     optim.optimizer.lr=5e-5 optim.schedule._target_=encdec.optim.constant \
     '~optim.schedule.warmup_steps' \
     trainer.max_steps=300 trainer.max_time=00:00:15:00 trainer.val_check_interval=100 \

@@ -10,7 +10,7 @@ RUN=${2:-bench/runs/multi30k_transformer_scst}
 shift 2 || true
 .venv/bin/encdec-train experiment=multi30k_transformer objective=scst \
     init_from="$MLE" task.adapter.tokenizer.from_run="$MLE" \
-    objective.num_samples=4 loader.max_tokens=1024 \
+    objective.samples_per_source=4 loader.max_tokens=1024 \
     optim.optimizer.lr=5e-5 optim.schedule._target_=encdec.optim.constant \
     '~optim.schedule.warmup_steps' '~optim.schedule.total_steps' '~optim.schedule.min_ratio' \
     trainer.max_steps=100000 trainer.max_time=00:00:15:00 trainer.check_val_every_n_epoch=1 \

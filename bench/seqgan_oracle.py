@@ -98,7 +98,7 @@ def main() -> None:
         generator_steps=args.g_steps,
         discriminator_steps=args.d_steps,
         rollouts=args.rollouts,
-        max_len=20,
+        max_len=21,  # 20 oracle tokens + EOS, as decoding.max_len counts
         min_len=20,
         generator_lr=args.g_lr,
         discriminator_lr=args.d_lr,
@@ -201,7 +201,7 @@ def temperature_sweep(args) -> None:
         model.load_state_dict(torch.load(path, weights_only=True)["model"])
         model.eval()
         for temperature in args.temperatures:
-            sampler = SeqGAN(nn.Identity(), max_len=20, min_len=20, temperature=temperature)
+            sampler = SeqGAN(nn.Identity(), max_len=21, min_len=20, temperature=temperature)
             torch.manual_seed(args.seed)
             with torch.no_grad():
                 src = torch.zeros(1000, 1, dtype=torch.long)

@@ -10,7 +10,9 @@ from encdec.errors import ConfigError
 @pytest.fixture(scope="module")
 def api_run(tiny_corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("api") / "run"
-    result = encdec.train(tiny_train_args(tiny_corpus, run_dir, "trainer.max_steps=6", "loader.max_tokens=512"))
+    # best.ckpt by validation NLL: the result still names the task's metric (what sweeps optimise)
+    result = encdec.train(tiny_train_args(tiny_corpus, run_dir, "trainer.max_steps=6", "loader.max_tokens=512",
+                                          "best_checkpoint.monitor=val/loss", "best_checkpoint.mode=min"))
     return run_dir, result
 
 
@@ -28,6 +30,7 @@ def test_load_run_predicts_what_the_cli_prints(api_run):
     cli = run_cli("predict", f"run_dir={run_dir}", "checkpoint=last", "input=-", "decoding.max_len=24",
                   input="\n".join(lines) + "\n").stdout.splitlines()
     assert run.predict(lines) == cli
+    assert run.decoding.max_len_a == 1.5  # translation's length rule, from the run's saved task
     beam = encdec.load_run(run_dir, checkpoint="last", decoding=["decoding=beam", "decoding.beam_size=3",
                                                                   "decoding.num_return=2", "decoding.max_len=24"])
     pairs = beam.predict(lines[:1], n_best=True)[0]

@@ -71,7 +71,7 @@ def test_cli_train_eval_predict_on_a_folder(tmp_path):
         "data.image_size=32", "encoder=cnn", "encoder.model_name=test_resnet", "encoder.img_size=32",
         "decoder=lstm", "decoder.hidden_size=32", "model.d_model=32", "model.share_embeddings=false",
         "task.adapter.tokenizer.vocab_size=60", "logger=csv", "callbacks=captioning", "~callbacks.progress",
-        "decoding.max_len=12", "decoding.max_len_a=0", "loader.max_sentences=16", "trainer=debug",
+        "decoding.max_len=12", "loader.max_sentences=16", "trainer=debug",
         "trainer.max_steps=6", f"hydra.run.dir={run}",
     ]
     run_cli("train", *common)
@@ -83,7 +83,7 @@ def test_cli_train_eval_predict_on_a_folder(tmp_path):
     assert list((run / "samples").glob("val_attention_step*/0_0.png")), "attention heatmaps written"
 
     proc = run_cli("evaluate", f"run_dir={run}", "split=val", "decoding=beam", "decoding.beam_size=2",
-                   "decoding.max_len=12", "decoding.max_len_a=0", "progress=false")
+                   "decoding.max_len=12", "progress=false")
     assert "val/cider_d:" in proc.stdout
 
     folder = tmp_path / "photos"
@@ -91,7 +91,7 @@ def test_cli_train_eval_predict_on_a_folder(tmp_path):
     for src in sorted((data_root).rglob("test_*.png"))[:3]:
         shutil.copy(src, folder / src.name)
     out = tmp_path / "captions.tsv"
-    run_cli("predict", f"run_dir={run}", f"input={folder}", f"output={out}", "decoding.max_len=12", "decoding.max_len_a=0")
+    run_cli("predict", f"run_dir={run}", f"input={folder}", f"output={out}", "decoding.max_len=12")
     lines = out.read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == sorted(p.name for p in folder.iterdir())
     assert all(len(line.split("\t")) == 2 for line in lines)

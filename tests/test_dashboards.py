@@ -39,7 +39,7 @@ def captioning_run(tmp_path_factory):
         "data.sizes={train: 16, val: 4, test: 4}", "data.image_size=32", "encoder=cnn",
         "encoder.model_name=test_resnet", "encoder.img_size=32", "decoder=lstm", "decoder.hidden_size=32",
         "model.d_model=32", "model.share_embeddings=false", "task.adapter.tokenizer.vocab_size=60",
-        "callbacks=captioning", "logger=default", "decoding.max_len=8", "decoding.max_len_a=0",
+        "callbacks=captioning", "logger=default", "decoding.max_len=8",
         "loader.max_sentences=16", "trainer=debug", "trainer.max_steps=2", "trainer.val_check_interval=2", f"hydra.run.dir={run_dir}",
     )
     return run_dir

@@ -64,8 +64,8 @@ def test_no_baseline_and_invalid_settings():
     assert torch.equal(adv, REWARDS) and torch.equal(base, torch.zeros_like(REWARDS))
     with pytest.raises(ValueError, match="at least 2"):
         advantages(REWARDS[:, :1], "loo")
-    with pytest.raises(ConfigError, match="objective.num_samples=1"):
-        PolicyGradient(baseline="group", num_samples=1)
+    with pytest.raises(ConfigError, match="objective.samples_per_source=1"):
+        PolicyGradient(baseline="group", samples_per_source=1)
     with pytest.raises(ConfigError, match="objective.baseline"):
         PolicyGradient(baseline="mean")
 
@@ -182,7 +182,7 @@ def test_rl_raises_a_known_reward_over_its_mle_start(mle_start, baseline, k):
     model.load_state_dict(mle_start)
     held_out = make_batch("copy", 200, torch.Generator().manual_seed(7))
     before = _greedy_reward(model, held_out)
-    objective = PolicyGradient(baseline=baseline, num_samples=k, sampling={"max_len": 12})
+    objective = PolicyGradient(baseline=baseline, samples_per_source=k, sampling={"max_len": 12})
     objective.setup(model, ToyAdapter())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(3)
@@ -202,7 +202,7 @@ def test_rl_raises_a_known_reward_over_its_mle_start(mle_start, baseline, k):
 def test_kl_reference_is_a_frozen_copy_outside_the_optimiser_and_model_weights(mle_start, tmp_path):
     model = make_model("gru", "gru+additive", d_model=32)
     model.load_state_dict(mle_start)
-    objective = PolicyGradient(baseline="loo", num_samples=2, kl_coef=0.5, entropy_coef=0.01, sampling={"max_len": 12})
+    objective = PolicyGradient(baseline="loo", samples_per_source=2, kl_coef=0.5, entropy_coef=0.01, sampling={"max_len": 12})
     module = EncDecModule(model=model, objective=objective, adapter=ToyAdapter(), decoding=Greedy(max_len=12))
     optimised = {id(p) for g in param_groups(module.model) for p in g["params"]}
     assert optimised == {id(p) for p in model.parameters()}
@@ -235,7 +235,7 @@ def test_scst_from_an_mle_run_directory_through_the_cli(finetuned_run, tiny_corp
         "train",
         *tiny_train_args(
             tiny_corpus, rl_dir, "trainer=debug", "trainer.max_steps=3", "objective=scst",
-            "objective.num_samples=2", "objective.kl_coef=0.1", "objective.sampling.max_len=24",
+            "objective.samples_per_source=2", "objective.kl_coef=0.1", "objective.sampling.max_len=24",
             f"init_from={mle_dir}", f"task.adapter.tokenizer.from_run={mle_dir}", "loader.max_tokens=256",
         ),
     )

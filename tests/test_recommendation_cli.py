@@ -52,6 +52,6 @@ def test_predict_from_a_user_id_ids_and_titles(rec_run, tmp_path):
         items = line.split(" | ")
         assert len(items) == 5 and all(i.startswith("Film Number ") and i.endswith("]") for i in items)
     beam = run_cli("predict", f"run_dir={rec_run}", "input=-", "decoding=beam", "decoding.beam_size=3",
-                   "decoding.num_return=3", "decoding.max_len=4", "decoding.min_len=3", "decoding.max_len_a=0",
+                   "decoding.num_return=3", "decoding.max_len=4", "decoding.min_len=3",
                    "scores=true", input="i4 i5\n").stdout.splitlines()
     assert len(beam) == 3 and all(len(line.split("\t")[0].split(" | ")) == 3 for line in beam)

@@ -137,7 +137,7 @@ PAD, BOS, EOS = 0, 1, 2  # vocabulary: 0 pad, 1 bos, 2 eos, 3 and 4 words
 
 def _stub(probs, disc, **kw):
     model = EncoderDecoder(ConstantEncoder(4), FixedPolicy(probs), bos_id=BOS, eos_id=EOS, pad_id=PAD)
-    obj = SeqGAN(disc, max_len=kw.pop("max_len", 4), **kw)
+    obj = SeqGAN(disc, max_len=kw.pop("max_len", 5), **kw)  # 4 tokens + EOS (counted as decoding counts it)
     obj.build(model, {})
     return model, obj
 
@@ -162,7 +162,7 @@ def test_rollout_rewards_average_the_completions_and_stop_at_eos():
     the reward before the end is the mean over completions, ~ (sig(a) + sig(b)) / 2; after
     EOS the rewards are zero, and completions of an ended prefix are padding."""
     disc = CountingDiscriminator(4, 4.0, -2.0)
-    model, obj = _stub([0, 0, 0, 0.5, 0.5], disc, rollouts=4000, max_len=3)
+    model, obj = _stub([0, 0, 0, 0.5, 0.5], disc, rollouts=4000, max_len=4)
     obj.discriminator = LastTokenIs4(disc)
     tokens = torch.tensor([[3, 3, 3], [3, EOS, PAD]])
     rewards = obj.rollout_rewards(torch.zeros(2, 1, dtype=torch.long), None, tokens, model)
@@ -210,7 +210,7 @@ def test_rollout_policy_is_a_delayed_copy():
 
 
 def test_samples_respect_min_len_and_pad_after_eos():
-    model, obj = _stub([0, 0, 0.5, 0.25, 0.25], CountingDiscriminator(4, 1.0, 0.0), max_len=6, min_len=2)
+    model, obj = _stub([0, 0, 0.5, 0.25, 0.25], CountingDiscriminator(4, 1.0, 0.0), max_len=7, min_len=2)
     torch.manual_seed(0)
     tokens = obj.sample(model, torch.zeros(200, 1, dtype=torch.long), None)
     assert tokens.shape == (200, 6)
@@ -239,7 +239,7 @@ def test_phases_run_in_order_with_their_lengths_and_state_round_trips():
     model = _tiny_generator()
     disc = CNNTextClassifier(12, embed_dim=4, filter_sizes=[1, 2], num_filters=[2, 2], pad_id=0)
     obj = SeqGAN(disc, generator_pretrain_epochs=1, discriminator_pretrain_epochs=0.5, adversarial_rounds=2,
-                 generator_steps=1, discriminator_steps=2, rollouts=2, max_len=5)
+                 generator_steps=1, discriminator_steps=2, rollouts=2, max_len=6)
     obj.build(model, {})
     optimizers = obj.configure_optimizers(model)
     ctx = StepContext(epoch_length=4)

@@ -74,7 +74,7 @@ def test_oracle_task_scores_oracle_samples_far_below_random(tmp_path):
 # -- CLI flows ----------------------------------------------------------------------------------
 TINY_LM = [
     "encoder=none", "decoder=gru", "model.d_model=32", "decoder.hidden_size=32", "model.share_embeddings=false",
-    "logger=csv", "callbacks=none", "decoding=sampling", "decoding.max_len_a=0", "decoding.max_len=12",
+    "logger=csv", "callbacks=none", "decoding=sampling", "decoding.max_len=12",
 ]
 
 
@@ -100,7 +100,7 @@ def _seqgan_args(tmp_path, run):
         "model.d_model=16", "decoder.hidden_size=16", "loader.max_sentences=8",
         "objective.generator_pretrain_epochs=1", "objective.discriminator_pretrain_epochs=1",
         "objective.adversarial_rounds=2", "objective.generator_steps=1", "objective.discriminator_steps=1",
-        "objective.rollouts=2", "objective.max_len=8", "objective.min_len=8",
+        "objective.rollouts=2",
         "objective.discriminator.embed_dim=8", "objective.discriminator.filter_sizes=[1,2,3]",
         "objective.discriminator.num_filters=[4,4,4]",
         "decoding.max_len=9", "decoding.min_len=8", "checkpoint_every_n_steps=1",

@@ -86,9 +86,9 @@ class Run:
 def load_run(run_dir: str | Path, checkpoint: str = "best", decoding: Sequence[str] = ()) -> Run:
     """A run directory of `encdec-train`, ready to predict; `decoding` takes the same
     overrides as `encdec-predict` (e.g. ["decoding=beam", "decoding.beam_size=5"])."""
-    from encdec.build import build_component
+    from encdec.build import build_component, run_decoding
     from encdec.run_dir import load_run as _load
 
     cfg = compose("predict", [f"run_dir={Path(run_dir).resolve()}", f"checkpoint={checkpoint}", *decoding])
     saved, adapter, model = _load(cfg.run_dir, cfg.checkpoint, stage="predict")
-    return Run(saved, adapter, model, build_component(cfg.decoding, "decoding"))
+    return Run(saved, adapter, model, build_component(run_decoding(cfg.decoding, saved), "decoding"))

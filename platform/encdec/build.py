@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
 from encdec.errors import ConfigError, UserError
@@ -74,8 +75,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 
 
 def checkpoint_monitor(cfg: DictConfig, adapter: TaskAdapter) -> tuple[str, str]:
-    """(metric, mode) that picks checkpoints/best.ckpt: the task's own (e.g. translation:
-    val/sacrebleu, max) unless `best_checkpoint.monitor` names another, e.g. val/loss (NLL)."""
+    """(metric, mode) that picks checkpoints/best.ckpt: the task's own (the adapter's `monitor`,
+    `monitor_mode`, e.g. translation: val/sacrebleu, max) unless `best_checkpoint.monitor` names
+    another, e.g. val/loss (NLL). Sweeps optimise the task's own unless `optimized_metric` says
+    otherwise (encdec.sweep.optimized_value)."""
     chosen = cfg.get("best_checkpoint") or {}
     monitor, mode = chosen.get("monitor"), chosen.get("mode")
     if not monitor or monitor == adapter.monitor:
@@ -85,11 +88,39 @@ def checkpoint_monitor(cfg: DictConfig, adapter: TaskAdapter) -> tuple[str, str]
     return monitor, mode
 
 
+def run_decoding(decoding: DictConfig, run_cfg: DictConfig) -> DictConfig:
+    """The `decoding` of an eval or predict command (its own group, e.g. decoding=beam),
+    resolved against the trained run's task: the decoding groups read the task's length rule
+    (`task.max_len_a`) from there. A run saved before that rule moved into the task config
+    kept it in its own `decoding.max_len_a`."""
+    task = OmegaConf.create(OmegaConf.to_container(run_cfg.get("task") or {}, resolve=False))
+    saved_rule = OmegaConf.select(run_cfg, "decoding.max_len_a", default=None)
+    if "max_len_a" not in task and isinstance(saved_rule, (int, float)):
+        task.max_len_a = saved_rule
+    root = OmegaConf.create({"task": task, "decoding": OmegaConf.to_container(decoding, resolve=False)})
+    try:
+        return OmegaConf.create(OmegaConf.to_container(root.decoding, resolve=True))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"decoding: {str(exc).splitlines()[0]}") from None
+
+
+def _watched_metric(ccfg: DictConfig, monitor: str, mode: str) -> dict[str, str]:
+    """A callback that watches a metric (e.g. EarlyStopping) and names none in its config
+    watches the run's monitored metric, the one best.ckpt follows."""
+    try:
+        params, _ = accepted_parameters(get_method(ccfg._target_))
+    except Exception:  # build_component reports a target that cannot be imported
+        return {}
+    if "monitor" not in params or ccfg.get("monitor") is not None:
+        return {}
+    return {"monitor": monitor, "mode": mode}
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list, monitor: str, mode: str, extra_callbacks: list | None = None
 ) -> pl.Trainer:
     callbacks = [
-        build_component(ccfg, f"callbacks.{name}")
+        build_component(ccfg, f"callbacks.{name}", **_watched_metric(ccfg, monitor, mode))
         for name, ccfg in (cfg.get("callbacks") or {}).items()
         if ccfg is not None
     ]

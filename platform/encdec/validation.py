@@ -157,6 +157,23 @@ def _check_known(values: dict, schema: dict, groups: set[str]) -> None:
                     )
 
 
+# old name -> new name of renamed keys: a command line, experiment or resumed run that still
+# uses the old name stops with the new one
+RENAMED = {
+    # `num_samples` is the number of sample-table rows; the RL objectives' count per source was
+    # renamed so one name has one meaning
+    "objective.num_samples": "objective.samples_per_source",
+    # a switch, not a rate like model.dropout
+    "objective.dropout": "objective.keep_dropout",
+}
+
+
+def _check_renamed(cfg: DictConfig) -> None:
+    for old, new in RENAMED.items():
+        if OmegaConf.select(cfg, old, default="__absent__", throw_on_missing=False) != "__absent__":
+            raise ConfigError(f"{old} is now called {new}: rename it (on the command line, in the experiment yaml or in a resumed run's config.yaml)")
+
+
 # (key, test, what a valid value is)
 RANGES = [
     ("loader.max_tokens", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -166,6 +183,7 @@ RANGES = [
     ("model.d_model", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
     ("model.dropout", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
     ("num_samples", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("task.max_len_a", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0 (0: no cap)"),
     ("checkpoint_every_n_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("checkpoint_every_minutes", lambda v: v is None or (isinstance(v, (int, float)) and v > 0), "null or minutes > 0"),
     ("keep_last_checkpoints", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
@@ -214,6 +232,7 @@ def _check_pairing(cfg: DictConfig, choices: dict) -> None:
 
 def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) -> None:
     """`choices`: the config group options of this run (Hydra's runtime.choices)."""
+    _check_renamed(cfg)
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:

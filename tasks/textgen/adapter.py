@@ -37,7 +37,7 @@ class TextGenTask(SharedVocabularyTask):
         self,
         data: Any,
         tokenizer: dict[str, Any] | None = None,
-        max_len: int = 48,
+        max_len: int = 128,
         prefix_words: int = 0,
         bleu_orders: Sequence[int] = (2, 3, 4, 5),
         max_eval_samples: int = 1000,
@@ -46,7 +46,11 @@ class TextGenTask(SharedVocabularyTask):
             raise ConfigError(f"task.adapter.prefix_words must be >= 0, got {prefix_words}")
         self.data = data
         self.tok_cfg = {"model": "bpe", "vocab_size": 8000, **(tokenizer or {})}
-        self.max_len, self.prefix_words = max_len, prefix_words
+        if max_len < 2:
+            raise ConfigError(f"task.adapter.max_len must be >= 2 (EOS included), got {max_len}")
+        # max_len is the run's generation length (decoding.max_len, which counts the EOS the
+        # model must learn to write): a training target keeps max_len - 1 tokens, plus its EOS
+        self.max_target_tokens, self.prefix_words = max_len - 1, prefix_words
         self.bleu_orders = tuple(int(n) for n in bleu_orders)
         self.max_eval_samples = max_eval_samples
         self.tok: SubwordTokenizer | None = None
@@ -66,7 +70,7 @@ class TextGenTask(SharedVocabularyTask):
         prefixes = self.tok.encode_batch([p for p, _ in pairs]) if self.prefix_words else [[]] * len(pairs)
         targets = self.tok.encode_batch([t for _, t in pairs])
         return [
-            {"src": torch.tensor(p or [self.tok.bos_id]), "tgt": torch.tensor(t[: self.max_len]), "source": pt[0], "ref": pt[1]}
+            {"src": torch.tensor(p or [self.tok.bos_id]), "tgt": torch.tensor(t[: self.max_target_tokens]), "source": pt[0], "ref": pt[1]}
             for p, t, pt in zip(prefixes, targets, pairs)
         ]
 

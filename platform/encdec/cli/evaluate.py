@@ -10,7 +10,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from encdec.build import build_component
+from encdec.build import build_component, run_decoding
 from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
@@ -23,6 +23,7 @@ log = logging.getLogger("encdec.eval")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
+    cfg.decoding = run_decoding(cfg.decoding, saved)  # the decoding groups read the run's task rules
     if cfg.get("int8"):
         model = quantize_for_cpu(model)
     out_dir = Path(cfg.run_dir).resolve() / "eval" / cfg.name

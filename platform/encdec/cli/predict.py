@@ -18,7 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from encdec.build import build_component
+from encdec.build import build_component, run_decoding
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.text_files import decode_text, split_lines
 from encdec.errors import ConfigError, DataError, UserError
@@ -125,10 +125,10 @@ def predict(cfg: DictConfig) -> None:
         lines = read_input(str(cfg.input))
         if cfg.output:
             check_output(str(cfg.output))
-    _, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="predict")
+    saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="predict")
     if cfg.get("int8"):
         model = quantize_for_cpu(model)
-    decoding = build_component(cfg.decoding, "decoding")
+    decoding = build_component(run_decoding(cfg.decoding, saved), "decoding")
     torch.set_grad_enabled(False)
     if cfg.interactive:
         return _interactive(adapter, model, decoding, cfg)

@@ -72,7 +72,7 @@ def requeued_by_slurm(run_dir: Path) -> bool:
 
 class TrainResult(NamedTuple):
     metrics: dict[str, float]
-    monitor: str  # the task's monitored metric: best.ckpt follows it, sweeps optimise it by default
+    monitor: str  # the task's monitored metric: sweeps optimise it by default (best.ckpt: best_checkpoint.monitor or it)
     monitor_mode: str
 
 
@@ -159,7 +159,7 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if trainer.is_global_zero:
         print_run_summary(run_dir, trainer, metrics)
-    return TrainResult(metrics, monitor, mode)
+    return TrainResult(metrics, adapter.monitor, adapter.monitor_mode)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

@@ -23,7 +23,7 @@ the optimiser and from `model.*`, which is all that eval, predict and `init_from
 does double the checkpoint size, which is why it exists only when kl_coef > 0. H and KL are
 exact per position (full vocabulary sums), averaged over sampled tokens.
 
-By default the whole step runs with dropout off (`dropout=false`): samples and the log-probs
+By default the whole step runs with dropout off (`keep_dropout=false`): samples and the log-probs
 of their gradient then come from the same policy, as in RLHF practice.
 """
 
@@ -116,18 +116,18 @@ def reinforce_loss(token_lprobs: Tensor, mask: Tensor, adv: Tensor) -> Tensor:
 # --- the objective --------------------------------------------------------------------------
 
 
-def _sampler(sampling: Sampling | dict[str, Any] | None, num_samples: int) -> Sampling:
+def _sampler(sampling: Sampling | dict[str, Any] | None, samples_per_source: int) -> Sampling:
     """The search drawing the samples: the `decoding/sampling` config (composed into
     `objective.sampling`, so sampling options have one home) or keyword arguments for it;
-    how many samples per source is `objective.num_samples`."""
+    how many samples per source is `objective.samples_per_source`."""
     if sampling is None or not isinstance(sampling, Sampling):
         try:
             sampling = Sampling(**dict(sampling or {}))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"objective.sampling: {exc}") from None
     if sampling.num_return != 1:
-        raise ConfigError("set objective.num_samples, not objective.sampling.num_return")
-    sampling.num_return = num_samples
+        raise ConfigError("set objective.samples_per_source, not objective.sampling.num_return")
+    sampling.num_return = samples_per_source
     return sampling
 
 
@@ -137,31 +137,32 @@ class PolicyGradient(nn.Module, Objective):
     def __init__(
         self,
         baseline: str = "greedy",
-        num_samples: int = 1,
+        samples_per_source: int = 1,
         rewards: Sequence[Any] | None = None,
         sampling: Sampling | dict[str, Any] | None = None,
         entropy_coef: float = 0.0,
         kl_coef: float = 0.0,
         mle_weight: float = 0.0,
         group_eps: float = 1e-4,
-        dropout: bool = False,
+        keep_dropout: bool = False,
     ):
         super().__init__()
         if baseline not in BASELINES:
             raise ConfigError(f"objective.baseline={baseline!r}; choose one of {', '.join(BASELINES)}")
-        if num_samples < 1 or (baseline in ("loo", "group") and num_samples < 2):
+        k = samples_per_source
+        if k < 1 or (baseline in ("loo", "group") and k < 2):
             raise ConfigError(
-                f"objective.num_samples={num_samples}: baseline {baseline!r} needs "
+                f"objective.samples_per_source={k}: baseline {baseline!r} needs "
                 f"{'>= 2 samples per source' if baseline in ('loo', 'group') else '>= 1'}"
             )
         for key, value in (("entropy_coef", entropy_coef), ("kl_coef", kl_coef), ("mle_weight", mle_weight)):
             if value < 0:
                 raise ConfigError(f"objective.{key} must be >= 0, got {value}")
-        self.baseline, self.num_samples = baseline, num_samples
+        self.baseline, self.samples_per_source = baseline, samples_per_source
         self.entropy_coef, self.kl_coef, self.mle_weight = entropy_coef, kl_coef, mle_weight
-        self.group_eps, self.dropout = group_eps, dropout
+        self.group_eps, self.keep_dropout = group_eps, keep_dropout
         self.rewards: list[Weighted] = as_weighted(rewards)
-        self.sampler = _sampler(sampling, num_samples)
+        self.sampler = _sampler(sampling, samples_per_source)
         # the greedy baseline decodes under the same length rules as the samples
         self.greedy = Greedy(**{k: getattr(self.sampler, k) for k in _LENGTH_KEYS})
         self._mle = MLE()
@@ -184,7 +185,7 @@ class PolicyGradient(nn.Module, Objective):
 
     def loss(self, model, batch, ctx: StepContext | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         was_training = model.training
-        if not self.dropout:
+        if not self.keep_dropout:
             model.eval()
         try:
             return self._step(model, batch)
@@ -193,7 +194,7 @@ class PolicyGradient(nn.Module, Objective):
 
     def _step(self, model, batch) -> tuple[Tensor, dict[str, Tensor]]:
         bos, eos, pad = model.bos_id, model.eos_id, model.pad_id
-        k = self.num_samples
+        k = self.samples_per_source
         with torch.no_grad():
             enc = model.encode(batch.src, batch.src_mask)
             tokens = self.sampler.search(model.decoder, enc, bos, eos, pad).tokens.flatten(0, 1)  # [B*K, L]

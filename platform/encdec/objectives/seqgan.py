@@ -57,7 +57,7 @@ class SeqGAN(nn.Module, ManualObjective):
         discriminator_steps: int = 15,
         rollouts: int = 16,
         rollout_update_rate: float = 0.8,
-        max_len: int = 20,
+        max_len: int = 21,
         min_len: int = 0,
         generator_lr: float = 0.01,
         discriminator_lr: float = 1e-4,
@@ -69,9 +69,12 @@ class SeqGAN(nn.Module, ManualObjective):
         fresh_adversarial_optimizer: bool = False,
     ):
         super().__init__()
-        if rollouts < 1 or max_len < 1 or generator_steps < 1 or discriminator_steps < 0:
+        if rollouts < 1 or generator_steps < 1 or discriminator_steps < 0:
+            raise ConfigError("objective: rollouts and generator_steps must be >= 1 and discriminator_steps >= 0")
+        if not 0 <= min_len < max_len or max_len < 2:
             raise ConfigError(
-                "objective: rollouts, max_len and generator_steps must be >= 1 and discriminator_steps >= 0"
+                f"objective.max_len={max_len}, objective.min_len={min_len}: need max_len >= 2 and "
+                "0 <= min_len < max_len (both follow decoding.max_len, decoding.min_len)"
             )
         if not 0.0 <= rollout_update_rate <= 1.0:
             raise ConfigError(f"objective.rollout_update_rate must be in [0, 1], got {rollout_update_rate}")
@@ -83,7 +86,10 @@ class SeqGAN(nn.Module, ManualObjective):
         self.adversarial_rounds, self.generator_steps = adversarial_rounds, generator_steps
         self.discriminator_steps, self.rollouts = discriminator_steps, rollouts
         self.rollout_update_rate = rollout_update_rate
-        self.max_len, self.min_len = max_len, min_len
+        # max_len and min_len mean what they mean to decoding (the run's one home for them):
+        # max_len counts the EOS that ends a full-length output. A sample is the tokens before
+        # that EOS (EOS -> pad in the discriminator's input), so it has max_len - 1 positions.
+        self.length, self.min_len = max_len - 1, min_len
         self.generator_lr, self.discriminator_lr, self.grad_clip = generator_lr, discriminator_lr, grad_clip
         self.mle = MLE(label_smoothing)
         self.discriminator_chunk = discriminator_chunk  # rows per discriminator call in rollouts
@@ -216,10 +222,10 @@ class SeqGAN(nn.Module, ManualObjective):
         return (tokens != model.pad_id).float()
 
     def discriminator_input(self, tokens: Tensor, model) -> Tensor:
-        """Real targets and samples in one form: EOS -> pad, padded/cut to max_len, so the
+        """Real targets and samples in one form: EOS -> pad, padded/cut to `length`, so the
         discriminator cannot tell them apart by length conventions."""
-        tokens = tokens[:, : self.max_len].masked_fill(tokens[:, : self.max_len] == model.eos_id, model.pad_id)
-        return F.pad(tokens, (0, self.max_len - tokens.size(1)), value=model.pad_id)
+        tokens = tokens[:, : self.length].masked_fill(tokens[:, : self.length] == model.eos_id, model.pad_id)
+        return F.pad(tokens, (0, self.length - tokens.size(1)), value=model.pad_id)
 
     def _pick(self, logits: Tensor, t: int, model) -> Tensor:
         banned = [model.pad_id, model.bos_id] + ([model.eos_id] if t < self.min_len else [])
@@ -234,7 +240,7 @@ class SeqGAN(nn.Module, ManualObjective):
         """Read `prev` (the token at position start-1, or BOS) and sample positions
         start..length-1; rows already ended (`done`) get padding."""
         out = []
-        for t in range(start, length or self.max_len):
+        for t in range(start, length or self.length):
             logits, state = model.decoder.step(prev, state)
             token = self._pick(logits, t, model).masked_fill(done, model.pad_id)
             done = done | (token == model.eos_id)
@@ -244,7 +250,7 @@ class SeqGAN(nn.Module, ManualObjective):
 
     @torch.no_grad()
     def sample(self, model, src: Tensor, src_mask: Tensor | None) -> Tensor:
-        """[B, max_len] sampled tokens (EOS kept, pad after it)."""
+        """[B, max_len - 1] sampled tokens (EOS kept, pad after it)."""
         was_training = model.training
         model.eval()
         state = model.decoder.init_state(model.encode(src, src_mask))
