@@ -4,14 +4,16 @@ that uses it: `--help` shows its first line, and a person opening the file sees 
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import CONF_DIR
 
 COMMAND = re.compile(r"\bencdec-(?:train|eval|predict|average|runs|new-task)\b|-m encdec\.cli\.\w+")
 
 
-def leading_comment(path: Path) -> list[str]:
-    """The comment lines that open the file, after a `# @package` line, without their `#`."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+def leading_comment(text: str) -> list[str]:
+    """The comment lines that open a yaml text, after a `# @package` line, without their `#`."""
+    lines = text.splitlines()
     if lines and re.match(r"#\s*@package\b", lines[0]):
         lines = lines[1:]
     block = []
@@ -24,8 +26,12 @@ def leading_comment(path: Path) -> list[str]:
 
 def header_problems(path: Path, conf_dir: Path = CONF_DIR) -> list[str]:
     """What the file's header lacks ([] when it says what the file is for and how to use it)."""
-    rel = path.relative_to(conf_dir)
-    comment = leading_comment(path)
+    return header_problems_of_text(path.relative_to(conf_dir), path.read_text(encoding="utf-8"))
+
+
+def header_problems_of_text(rel: Path, text: str) -> list[str]:
+    """As header_problems, for the text of conf/<rel>."""
+    comment = leading_comment(text)
     if not any(comment):
         return [f"conf/{rel}: no header comment (the first lines, after any `# @package` line)"]
     problems = []
@@ -37,8 +43,8 @@ def header_problems(path: Path, conf_dir: Path = CONF_DIR) -> list[str]:
         return problems
     if COMMAND.match(comment[0]) or len(comment[0].split()) < 3:
         problems.append(f"conf/{rel}: the header's first line is what --help shows: say what the option is for")
-    if path.stem != "default" and f"{group}={path.stem}" not in text:
-        problems.append(f"conf/{rel}: the header's command does not select it ({group}={path.stem})")
+    if rel.stem != "default" and f"{group}={rel.stem}" not in text:
+        problems.append(f"conf/{rel}: the header's command does not select it ({group}={rel.stem})")
     return problems
 
 
@@ -59,3 +65,14 @@ def test_a_yaml_without_a_header_or_command_is_named(tmp_path):
     good = tmp_path / "encoder" / "good.yaml"
     good.write_text("# A fine encoder for many things.\n#   encdec-train encoder=good\n_target_: x.Y\n")
     assert header_problems(good, tmp_path) == []
+
+
+@pytest.mark.parametrize("vocab", ["shared", "closed"])
+def test_a_task_scaffolded_into_conf_by_encdec_new_task_has_headers_too(vocab):
+    from encdec.cli import new_task
+
+    files = new_task.plan("word_swap", new_task.REPO_TASKS, vocab)
+    yamls = {path: text for path, text in files.items() if path.suffix == ".yaml"}
+    assert {p.relative_to(CONF_DIR).as_posix() for p in yamls} == {"task/word_swap.yaml", "data/word_swap.yaml"}
+    for path, text in yamls.items():
+        assert header_problems_of_text(path.relative_to(CONF_DIR), text) == [], text
