@@ -57,11 +57,13 @@ def test_encoder_overfits_scenes_to_exact_captions(encoder, six_scenes):
     model.eval()
     assert outputs == targets and len(set(targets)) >= 5  # (two scenes share a caption)
     if encoder == "cnn":  # per-word attention heatmaps over the feature-map grid
-        table = AttentionMaps(num_images=2, tile=32).table(model, task, batch)
+        table = AttentionMaps(num_images=2, tile=64, columns=4).table(model, task, batch)
         first = table.rows[0][0].pixels
         ids = Greedy(max_len=30, max_len_a=0)(model, batch.src[:1], None).best()[0].tolist()
         pieces = ids.index(model.eos_id) + 1  # one tile per generated piece, <end> included
-        assert first.shape == (32 + 14, 32 * pieces, 3) and table.rows[0][1] == outputs[0]
+        rows, cols = -(-pieces // 4), min(pieces, 4)
+        assert first.shape[0] >= rows * 64 and first.shape[1] >= cols * 64 and first.shape[2] == 3
+        assert table.rows[0][1] == outputs[0]
 
 
 def test_cli_train_eval_predict_on_a_folder(tmp_path):

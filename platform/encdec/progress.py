@@ -1,11 +1,12 @@
 """What the console shows: progress towards the end of the run, and a summary at its end.
 
 `RunProgress` counts optimizer steps against the whole run (max_steps, or max_epochs times
-the steps per epoch), so its ETA is the run's, not the epoch's; it shows target tokens/s,
-examples/s and the learning rate. In a terminal it is a live bar. Anywhere else (a log
-file, nohup, a cluster job, CI) it prints one plain, flushed line every `every_seconds`
-from a background thread, so the log shows life while a long step, a validation or the
-data loading runs.
+the steps per epoch), so its ETA is the run's, not the epoch's, and no later than the end
+of trainer.max_time when that is set; it shows target tokens/s, examples/s and the learning
+rate. In a terminal it is a live bar. Anywhere else (a log file, nohup, a cluster job, CI)
+it prints one plain, flushed line every `every_seconds` from a background thread, so the
+log shows life while a long step, a validation or the data loading runs. `EvalProgress`
+does the same for `encdec-eval`: segments scored of the split's total, segments/s.
 
 `print_run_summary` says where the run is and what to run next.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.callbacks.progress import ProgressBar
 
 
@@ -36,6 +38,28 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def spoken_duration(seconds: float) -> str:
+    """45 min, 2 h 30 min, 90 s: a time limit as a person says it."""
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    h, m = divmod(minutes, 60)
+    return f"{minutes} min" if not h else f"{h} h {m} min" if m else f"{h} h"
+
+
+def time_limit(trainer: pl.Trainer) -> tuple[float, float] | None:
+    """(trainer.max_time in seconds, seconds of it already used: a resumed run's earlier
+    training), read from the Timer callback that max_time installs; None without a limit."""
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if isinstance(callback, Timer):
+            left = callback.time_remaining()
+            if left is not None:
+                used = callback.time_elapsed()
+                return left + used, used
+    return None
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
@@ -46,6 +70,32 @@ def _metric(value: Any) -> str:
     except (TypeError, ValueError):
         return str(value)
     return f"{value:.4g}"
+
+
+class Ticker:
+    """Calls `emit()` every `every_seconds` from a daemon thread until `stop()`: a log file
+    shows life while the main thread is busy in a long step, a validation or data loading."""
+
+    def __init__(self, every_seconds: float, emit):
+        self.every_seconds, self.emit = float(every_seconds), emit
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="encdec-progress", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            self.emit()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
 
 class Throughput:
@@ -93,7 +143,11 @@ def batch_counts(batch: Any, pl_module: pl.LightningModule, logged: Mapping[str,
 class RunProgress(ProgressBar):
     """Progress of the whole run: a live bar in a terminal, a plain line every
     `every_seconds` elsewhere (`plain=null` picks by whether stdout is a terminal).
-    `verbose=false` silences third-party noise (see encdec.cli.quiet)."""
+    `verbose=false` silences third-party noise (see encdec.cli.quiet). A run time-boxed by
+    trainer.max_time ends at whichever comes first, the time limit or the last step: the
+    ETA is the sooner of the two."""
+
+    clock = staticmethod(time.monotonic)  # a test sets its own
 
     def __init__(self, every_seconds: float = 30.0, plain: bool | None = None, verbose: bool = False,
                  refresh_per_second: float = 2.0, stream: TextIO | None = None):
@@ -116,11 +170,12 @@ class RunProgress(ProgressBar):
         self._fit_started: float | None = None
         self._first_step = 0
         self._total_steps: float = float("inf")
+        self._time_limit: float | None = None  # trainer.max_time, seconds
+        self._time_used = 0.0  # of it, before this process started training (a resumed run)
         self._progress = None  # rich.progress.Progress in a terminal
         self._bar_task = None
         self._eval_task = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker: Ticker | None = None
         self._lock = threading.Lock()
 
     # -- Lightning's progress-bar protocol --------------------------------------------------
@@ -161,16 +216,40 @@ class RunProgress(ProgressBar):
             return float("inf")
 
     def eta_seconds(self, step: int, now: float) -> float | None:
-        """Remaining steps at this run's average pace since fit started (validation included)."""
+        """Remaining steps at this run's average pace since fit started (validation included),
+        or the time left of trainer.max_time when that ends the run sooner."""
+        by_steps = None
         done = step - self._first_step
-        if self._fit_started is None or done <= 0 or not math.isfinite(self._total_steps):
+        if self._fit_started is not None and done > 0 and math.isfinite(self._total_steps):
+            by_steps = (self._total_steps - step) * (now - self._fit_started) / done
+        left = self.time_left(now)
+        if left is None:
+            return by_steps
+        return left if by_steps is None else min(by_steps, left)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds of trainer.max_time left (None without a time limit)."""
+        if self._time_limit is None or self._fit_started is None:
             return None
-        return (self._total_steps - step) * (now - self._fit_started) / done
+        return max(0.0, self._time_limit - self._time_used - (now - self._fit_started))
+
+    def start_line(self, trainer: pl.Trainer) -> str:
+        """What the run will do: `training: 11,100 steps`, or with trainer.max_time
+        `training: at most 45 min (max_time) or 11,100 steps`, whichever ends it first."""
+        steps = f"{int(self._total_steps):,} steps" if math.isfinite(self._total_steps) else None
+        if self._time_limit is None:
+            total = steps or "no step limit"
+        else:
+            used = f", {spoken_duration(self._time_used)} of it used before" if self._time_used >= 1 else ""
+            total = f"at most {spoken_duration(self._time_limit)} (max_time{used})" + (f" or {steps}" if steps else "")
+        resumed = f", resuming at step {trainer.global_step:,}" if trainer.global_step else ""
+        plain = f"; a progress line every {self.every_seconds:g} s" if self.is_plain else ""
+        return f"training: {total}{resumed}{plain}"
 
     def status(self, trainer: pl.Trainer, now: float | None = None) -> str:
         """One line: step / total (%), epoch, elapsed, ETA of the run, tokens/s, examples/s,
         learning rate, and the progress-bar metrics (losses)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         step = trainer.global_step
         parts = []
         if math.isfinite(self._total_steps):
@@ -209,12 +288,11 @@ class RunProgress(ProgressBar):
 
     # -- the live bar (a terminal) and the ticker (anything else) -------------------------
     def _start_display(self, trainer: pl.Trainer) -> None:
-        if not self._enabled or self._progress is not None or self._thread is not None:
+        if not self._enabled or self._progress is not None or self._ticker is not None:
             return
         if self.is_plain:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._tick, args=(trainer,), name="encdec-progress", daemon=True)
-            self._thread.start()
+            self._ticker = Ticker(self.every_seconds, lambda: self._tick(trainer))
+            self._ticker.start()
             return
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn
@@ -228,24 +306,22 @@ class RunProgress(ProgressBar):
         self._bar_task = self._progress.add_task("train", total=total, completed=trainer.global_step, status="")
 
     def _tick(self, trainer: pl.Trainer) -> None:
-        while not self._stop.wait(self.every_seconds):
-            if self._stage is None:
-                continue
-            try:
-                line = self.status(trainer)
-            except Exception as exc:  # a half-updated trainer must not end the ticker
-                line = f"step {trainer.global_step:,} (progress line failed: {exc!r})"
-            self._write(line)
+        if self._stage is None:
+            return
+        try:
+            line = self.status(trainer)
+        except Exception as exc:  # a half-updated trainer must not end the ticker
+            line = f"step {trainer.global_step:,} (progress line failed: {exc!r})"
+        self._write(line)
 
     def _refresh(self, trainer: pl.Trainer) -> None:
         if self._progress is not None and self._bar_task is not None:
             self._progress.update(self._bar_task, completed=trainer.global_step, status=self.status(trainer))
 
     def _stop_display(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -253,23 +329,21 @@ class RunProgress(ProgressBar):
 
     # -- hooks ----------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fit_started = time.monotonic()
+        self._fit_started = self.clock()
         self._first_step = trainer.global_step
         self._total_steps = self.total_steps(trainer)
+        self._time_limit, self._time_used = time_limit(trainer) or (None, 0.0)
         self._stage = "train"
-        total = f"{int(self._total_steps):,} steps" if math.isfinite(self._total_steps) else "no step limit"
-        resumed = f", resuming at step {trainer.global_step:,}" if trainer.global_step else ""
-        plain = f"; a progress line every {self.every_seconds:g} s" if self.is_plain else ""
-        self._write(f"training: {total}{resumed}{plain}")
+        self._write(self.start_line(trainer))
         self._start_display(trainer)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._report_validation(trainer)
-        self._throughput.start_batch(time.monotonic())
+        self._throughput.start_batch(self.clock())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tokens, examples = batch_counts(batch, pl_module, trainer.callback_metrics)
-        self._throughput.end_batch(time.monotonic(), tokens, examples)
+        self._throughput.end_batch(self.clock(), tokens, examples)
         self._refresh(trainer)
         if self.is_plain and trainer.global_step == self._first_step + 1:
             self._write(self.status(trainer))  # a sign of life at the first step, then every_seconds
@@ -323,7 +397,7 @@ class RunProgress(ProgressBar):
         self._refresh(trainer)
         self._stop_display()
         if self._fit_started is not None:
-            took = format_duration(time.monotonic() - self._fit_started)
+            took = format_duration(self.clock() - self._fit_started)
             self._write(f"training done: {trainer.global_step:,} steps in {took}")
 
     def on_test_start(self, trainer, pl_module) -> None:
@@ -344,6 +418,109 @@ class RunProgress(ProgressBar):
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._stop_display()
+
+
+class EvalProgress(ProgressBar):
+    """`encdec-eval`'s progress where no live bar belongs (a log file, a cluster job, CI, or
+    progress=plain): a line when scoring starts, one every `every_seconds` and one at the
+    end, each with the segments (examples) scored of the split's total and segments/s.
+    Plain text, flushed: no terminal escape codes."""
+
+    clock = staticmethod(time.monotonic)  # a test sets its own
+
+    def __init__(self, split: str = "test", every_seconds: float = 30.0, stream: TextIO | None = None):
+        super().__init__()
+        self.split, self.every_seconds, self.stream = split, float(every_seconds), stream
+        self._enabled = True
+        self.done = 0
+        self.total: int | None = None
+        self._started: float | None = None
+        self._ticker: Ticker | None = None
+        self._lock = threading.Lock()
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        self._write(" ".join(str(a) for a in args))
+
+    def _write(self, line: str) -> None:
+        if self._enabled:
+            with self._lock:
+                print(line, file=self.stream or sys.stdout, flush=True)
+
+    @staticmethod
+    def segments_in(trainer: pl.Trainer) -> int | None:
+        """Examples in the test loaders' datasets (None when one has no length)."""
+        loaders = trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        try:
+            return sum(len(loader.dataset) for loader in loaders)
+        except TypeError:
+            return None
+
+    def line(self, now: float | None = None, done: bool = False) -> str:
+        """`test: 120/1,000 segments (12%) | 35.2 segments/s | elapsed 0:03 | ETA 0:25`."""
+        now = self.clock() if now is None else now
+        elapsed = now - self._started if self._started is not None else 0.0
+        head = f"{self.split}: {self.done:,}"
+        head += f"/{self.total:,} segments ({100 * self.done / self.total:.0f}%)" if self.total else " segments"
+        rate = self.done / elapsed if elapsed > 0 else None
+        parts = [head, f"{_number(rate)} segments/s" if rate is not None else "? segments/s",
+                 f"elapsed {format_duration(elapsed)}"]
+        if done:
+            parts.append("done")
+        else:
+            eta = (self.total - self.done) / rate if rate and self.total else None
+            parts.append(f"ETA {format_duration(eta)}")
+        return " | ".join(parts)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.done, self.total, self._started = 0, self.segments_in(trainer), self.clock()
+        total = f"{self.total:,} segments" if self.total is not None else "segments"
+        self._write(f"evaluating {self.split}: {total}; a progress line every {self.every_seconds:g} s")
+        if self._enabled:
+            self._ticker = Ticker(self.every_seconds, lambda: self._write(self.line()))
+            self._ticker.start()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.done += len(batch) if hasattr(batch, "__len__") else 1
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._stop_ticker()
+        self._write(self.line(done=True))
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._stop_ticker()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._stop_ticker()
+
+
+def eval_progress(mode: Any, split: str, every_seconds: float = 30.0, stream: TextIO | None = None) -> ProgressBar | None:
+    """The display for `encdec-eval progress=...`: true (a live bar in a terminal, plain
+    lines elsewhere), plain, bar, or false (none)."""
+    from encdec.errors import ConfigError
+
+    value = str(mode).lower()
+    if value in ("false", "none", "off"):
+        return None
+    if value == "true":
+        out = stream or sys.stdout
+        value = "bar" if hasattr(out, "isatty") and out.isatty() else "plain"
+    if value == "plain":
+        return EvalProgress(split, every_seconds, stream)
+    if value == "bar":
+        return pl.callbacks.RichProgressBar()
+    raise ConfigError(f"progress={mode}: use true (a bar in a terminal, plain lines elsewhere), plain, bar or false")
 
 
 # -- the end of a run ---------------------------------------------------------------------

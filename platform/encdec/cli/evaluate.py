@@ -1,4 +1,9 @@
-"""`encdec-eval run_dir=<run> [split=test] [decoding=beam] [checkpoint=best]`: score a trained run."""
+"""`encdec-eval run_dir=<run> [split=test] [decoding=beam] [checkpoint=best]`: score a trained run.
+
+`progress=true` shows a live bar in a terminal and, anywhere else (a log file, a cluster
+job), a plain line every `+progress_every_seconds=N` (30) and at the end; `progress=plain`
+or `bar` forces one, `progress=false` shows neither.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
+from encdec.progress import eval_progress
 from encdec.decoding.quantize import quantize_for_cpu
 from encdec.run_dir import load_run
 
@@ -33,11 +39,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     loader_cfg = {**saved.loader, **cfg.get("loader", {})}
     datamodule = EncDecDataModule(adapter, seed=saved.seed, test_split=cfg.split, **loader_cfg)
+    # progress=true: a live bar in a terminal, plain lines (every progress_every_seconds) elsewhere
+    progress = eval_progress(cfg.progress, cfg.split, cfg.get("progress_every_seconds") or 30.0)
     trainer = pl.Trainer(
         accelerator="auto", devices=1, logger=False, precision=cfg.precision,
         default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()],
-        callbacks=[pl.callbacks.RichProgressBar()] if cfg.progress else [],
-        enable_progress_bar=cfg.progress,
+        callbacks=[progress] if progress is not None else [],
+        enable_progress_bar=progress is not None,
     )
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
