@@ -156,19 +156,31 @@ def test_a_run_directory_exports_with_its_tokenizer(tiny_corpus, tmp_path):
     assert vocab == export.tokenizer_vocabulary(run.adapter.tgt_tok)
     assert export.read_vocabulary(out, "source") == export.tokenizer_vocabulary(run.adapter.src_tok)
 
-    # a barely trained model may never end a sentence: compare the first `cap` tokens, which
-    # greedy decoding fixes whatever the cap (ours runs one step longer, CTranslate2 stops there)
-    cap = 12
-    lines = ["Der hund läuft im park.", "Die katze sitzt im garten.", "Ein mann liest ein buch."]
-    batch = run.adapter.collate(run.adapter.parse_inputs(lines))
+    # a barely trained model's outputs say little (one token repeated), so its numbers are
+    # compared: CTranslate2's log-probabilities of reference translations, teacher-forced,
+    # against our model's
+    tok = run.adapter.tgt_tok
+    sources = ["Der hund läuft im park.", "Die katze sitzt im garten."]
+    targets = [tok.encode(t) for t in ["The dog runs in the park.", "The cat sits in the garden."]]
+    batch = run.adapter.collate(run.adapter.parse_inputs(sources))
+    tgt_in = torch.full((len(targets), max(map(len, targets)) + 1), tok.pad_id)
+    for i, t in enumerate(targets):
+        tgt_in[i, : len(t) + 1] = torch.tensor([tok.bos_id] + t)
     with torch.no_grad():
-        ours = Greedy(max_len=cap + 1)(run.model.eval(), batch.src, batch.src_mask).best()[:, :cap].tolist()
-    eos = run.adapter.tgt_tok.eos_id
-    ours = [row[: row.index(eos) + 1] if eos in row else row for row in ours]
-    tokens = [[vocab[i] for i in row[mask].tolist()] for row, mask in zip(batch.src, batch.src_mask)]
+        logprobs = run.model.eval()(batch.src, batch.src_mask, tgt_in).float().log_softmax(-1)
+    ours = [logprobs[i, torch.arange(len(t) + 1), torch.tensor(t + [tok.eos_id])].tolist() for i, t in enumerate(targets)]
+    pieces = [[vocab[i] for i in row[mask].tolist()] for row, mask in zip(batch.src, batch.src_mask)]
     translator = ctranslate2.Translator(str(out), device="cpu", intra_threads=1)
-    theirs = translator.translate_batch(
-        tokens, **export.translate_options(Greedy(max_len=cap), vocab[run.adapter.tgt_tok.pad_id])
-    )
+    theirs = translator.score_batch(pieces, [[vocab[i] for i in t] for t in targets])
+    for mine, scored in zip(ours, theirs):  # one log-probability per target token and EOS
+        assert scored.log_probs == pytest.approx(mine, abs=1e-4)
+
+    # and greedy decoding over the real vocabulary: the first `cap` tokens (the model may never
+    # end a sentence; ours runs one step longer, where it would force EOS)
+    cap = 12
+    with torch.no_grad():
+        best = Greedy(max_len=cap + 1)(run.model, batch.src, batch.src_mask).best()[:, :cap].tolist()
+    best = [row[: row.index(tok.eos_id) + 1] if tok.eos_id in row else row for row in best]
+    decoded = translator.translate_batch(pieces, **export.translate_options(Greedy(max_len=cap), vocab[tok.pad_id]))
     index = {t: i for i, t in enumerate(vocab)}
-    assert [[index[t] for t in r.hypotheses[0]] for r in theirs] == ours
+    assert [[index[t] for t in r.hypotheses[0]] for r in decoded] == best
