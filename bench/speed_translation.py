@@ -540,7 +540,7 @@ def main() -> None:
     names = [side.name for side in dec_sides]
     ratios = [(n, "HF") for n in names if n != "HF"] + ([("ours", "CT2")] if ct2_sides else [])
     lines += ["", "| " + " | ".join(["workload"] + [label[n] for n in names]
-                                    + [f"{label[a]} / {label[b]}" for a, b in ratios]) + " |",
+                                    + [f"{label[a]} / {'HF' if b == 'HF' else label[b]}" for a, b in ratios]) + " |",
               "|---|" + "---:|" * (len(names) + len(ratios))]
 
     def row(workload: str, values: dict, fmt: str, bold: bool = False, show_ratios: bool = True) -> str:
