@@ -38,7 +38,12 @@ same values), same thread count, one process.
     min_decoding_length 0, max_decoding_length 64; fixed length: min = max = 64 (EOS banned
     throughout, 64 tokens per sentence, the same work as ours' 63 + forced EOS). CTranslate2
     always stops a beam as fairseq does (patience 1 = --stopping early). Before timing, one
-    untimed batch per mode logs how many CT2 fp32 outputs equal ours.
+    untimed batch per mode logs how many CT2 fp32 outputs equal ours (fixed-length beam
+    outputs differ by design: CTranslate2 renormalises the distribution after banning EOS,
+    ours does not, and ours ends on a forced EOS).
+    --run-dir decodes a trained run instead (its tokenizer and weights, ours and CT2; HF stays
+    random-init, so only the fixed-length rows compare with it): the free rows then stop where
+    the trained model ends its sentences, on both engines alike.
 
 Rounds are interleaved (the side that goes first alternates); the table reports medians
 over rounds and the ratio ours/HF.
@@ -46,6 +51,7 @@ over rounds and the ratio ours/HF.
     python bench/speed_translation.py                 # full run (all cores)
     python bench/speed_translation.py --quick --threads 1
     python bench/speed_translation.py --skip-train --ct2      # decoding: ours / HF / CTranslate2
+    python bench/speed_translation.py --ct2 --run-dir bench/runs/multi30k_transformer
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--int8", action="store_true", help="ours: decode with quantize_for_cpu(model)")
     p.add_argument("--ct2", action="store_true",
                    help="decoding also by CTranslate2 (our model converted; compute types float32 and int8)")
+    p.add_argument("--run-dir", default=None,
+                   help="decode a trained encdec-train run (its tokenizer and weights) on our and the CT2 sides; "
+                        "implies --skip-train; HF BART stays random-init at the bench's dimensions")
+    p.add_argument("--checkpoint", default="best", help="with --run-dir: best | last | averaged | a .ckpt path")
     p.add_argument("--max-tokens", type=int, default=4096, help="our token budget per batch")
     p.add_argument("--data-root", default=os.environ.get("ENCDEC_DATA_DIR", "/work/shared/datasets"))
     p.add_argument("--precisions", default="fp32,bf16")
@@ -91,6 +101,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.quick:
         args.rounds, args.steps, args.warmup, args.dec_batches = 1, 2, 1, 1
+    if args.run_dir:
+        args.skip_train = True  # the trained weights are what decodes
     return args
 
 
@@ -123,6 +135,7 @@ from encdec.export import ctranslate2 as ct2_export  # noqa: E402
 from encdec.model import EncoderDecoder  # noqa: E402
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder  # noqa: E402
 from encdec.objectives import MLE  # noqa: E402
+from encdec.run_dir import load_run  # noqa: E402
 from encdec_tasks.translation import TranslationTask  # noqa: E402
 from encdec_tasks.translation.data import Multi30k  # noqa: E402
 
@@ -407,8 +420,11 @@ def main() -> None:
 
     t0 = time.perf_counter()
     adapter = TranslationTask(Multi30k(root=args.data_root, download=False))
-    run_dir = tempfile.mkdtemp(prefix="speed_translation_")
-    adapter.setup(run_dir, "fit")
+    work_dir = tempfile.mkdtemp(prefix="speed_translation_")
+    if args.run_dir:  # a trained run's own tokenizer, read only (stage predict never writes one)
+        adapter.setup(args.run_dir, "predict")
+    else:
+        adapter.setup(work_dir, "fit")
     ids = adapter.special_ids()
     assert (ids["pad_id"], ids["bos_id"], ids["eos_id"], adapter.tgt_tok.unk_id) == (0, 1, 2, 3), ids
     train = adapter.examples("train")
@@ -417,6 +433,9 @@ def main() -> None:
         f"{len(test)} test; setup {time.perf_counter() - t0:.1f}s")
 
     ours = Ours(adapter, args.max_tokens, args.seed)
+    if args.run_dir:
+        ours.model = load_run(args.run_dir, args.checkpoint, stage="predict")[2]
+        log(f"ours: weights of {args.run_dir} ({args.checkpoint})")
     ours_tok_per_batch, ours_sents_per_batch = ours.epoch_target_tokens_per_batch()
     mean_tgt = statistics.fmean(len(e["tgt"]) + 1 for e in train)
     hf_bs = max(1, round(ours_tok_per_batch / mean_tgt))
@@ -434,7 +453,7 @@ def main() -> None:
     sides = [ours, hf]
     ct2_sides = []
     if args.ct2:
-        ct2_dir = Path(run_dir) / "ctranslate2"
+        ct2_dir = Path(work_dir) / "ctranslate2"
         ct2_sides = [CT2(ours, compute_type, ct2_dir, args.threads) for compute_type in ("float32", "int8")]
         log(f"CTranslate2 {ct2_sides[0].ctranslate2.__version__}: our model converted after the training rounds "
             f"into {ct2_dir}; compute_type float32 and int8, intra_threads={args.threads}")
@@ -516,13 +535,16 @@ def main() -> None:
     if dec_rows:
         lines.append(
             f"Decoding: {args.dec_batches} batches x {bs} test_2016_flickr sources per round, fp32, max "
-            f"{args.max_len} output tokens; output tokens = up to and including EOS. Random-init models stop at "
+            f"{args.max_len} output tokens; output tokens = up to and including EOS. "
+            f"{'HF random-init stops' if args.run_dir else 'Random-init models stop'} at "
             f"arbitrary, different lengths (free rows: compare the avg. lengths before the rates), so the "
             f"fixed-length rows ban EOS until token {args.max_len} on both sides (ours min_len={args.max_len - 1}, "
             f"HF min_new_tokens={args.max_len - 1}): equal work per sentence, the like-for-like comparison. "
-            f"Weights: those the training rounds left "
-            f"({0 if args.skip_train else args.rounds * len(precisions) * (args.warmup + args.steps)} AdamW steps "
-            f"per side from random init)."
+            + (f"Weights: ours (and CT2) those of the trained run {args.run_dir} ({args.checkpoint}), HF random "
+               f"init (compare its fixed-length rows only)." if args.run_dir else
+               f"Weights: those the training rounds left "
+               f"({0 if args.skip_train else args.rounds * len(precisions) * (args.warmup + args.steps)} AdamW steps "
+               f"per side from random init).")
         )
     if dec_rows and ct2_sides:
         lines.append(
