@@ -115,9 +115,10 @@ def test_beam_4_n_best_equals_ours(trained, inputs, tmp_path):
         rows = ours_rows(ours.tokens[sentence])
         assert ct2_rows(result.hypotheses) == rows, f"sentence {sentence}"
         assert result.scores == pytest.approx(scores_without_pad(trained, batch, sentence, rows, 1.0), abs=1e-4)
-    # the beam does something here: some sentence's best differs from greedy or the n-best
-    # lists are not all one hypothesis repeated
-    assert len({tuple(h) for r in theirs for h in r.hypotheses}) > len(theirs)
+    # the beam does something here: some sentence's best output is not the greedy one
+    with torch.no_grad():
+        greedy = ours_rows(Greedy(max_len=MAX_LEN)(trained, batch.src, batch.src_mask).best())
+    assert any(ours_rows(ours.tokens[i])[0] != g for i, g in enumerate(greedy))
 
 
 def test_int8_compute_type_decodes_the_same_directory(trained, inputs, tmp_path):
