@@ -5,6 +5,7 @@
 and then (`pip install ctranslate2`):
 
     import ctranslate2
+    from encdec.export.ctranslate2 import read_vocabulary, translate_options
     translator = ctranslate2.Translator(OUTPUT_DIR, compute_type="int8")  # or "float32"
     vocab = read_vocabulary(OUTPUT_DIR)
     out = translator.translate_batch([[vocab[i] for i in src_ids]], **translate_options(search, vocab[pad_id]))
@@ -21,7 +22,7 @@ do. How our modules map onto it:
     position encodings (`max_positions` rows; a longer input or output raises in CTranslate2);
   - attention: the self-attention q and kv projections fused into one qkv matrix (our kv
     matrix already yields k then v); cross-attention q, kv and out as they are; biases kept;
-  - ReLU feed-forward; the output projection is the target embedding (tied), no bias. Tied
+  - ReLU feed-forward; the output projection (the target embedding when tied), no bias. Tied
     weights are stored once (the spec's `optimize` aliases equal variables).
 A non-Transformer encoder or decoder, or the copy decoder, is refused (ConfigError).
 """
