@@ -29,12 +29,29 @@ same values), same thread count, one process.
     early_stopping=True), heuristic (HF early_stopping=False), exact (HF "never").
     --decode-dtype bf16 runs our decoder steps under bf16 autocast; --int8 decodes with our
     model after quantize_for_cpu (int8 dynamic linear layers). Both are ours-only options.
+(c) --ct2 adds CTranslate2 as two more decoding sides: our model, with the weights the
+    training rounds left, converted by encdec.export.ctranslate2 (its spec API) and loaded
+    twice, compute_type float32 ("CT2") and int8 ("CT2 int8", weights quantised at load),
+    intra_threads = --threads, inter_threads 1. Same source tokens (our ids as vocabulary
+    pieces), translate_batch on the whole batch with the options that reproduce our search
+    (encdec.export.ctranslate2.translate_options): beam_size 1 | 4, length_penalty 1.0,
+    min_decoding_length 0, max_decoding_length 64; fixed length: min = max = 64 (EOS banned
+    throughout, 64 tokens per sentence, the same work as ours' 63 + forced EOS). CTranslate2
+    always stops a beam as fairseq does (patience 1 = --stopping early). Before timing, one
+    untimed batch per mode logs how many CT2 fp32 outputs equal ours (fixed-length beam
+    outputs differ by design: CTranslate2 renormalises the distribution after banning EOS,
+    ours does not, and ours ends on a forced EOS).
+    --run-dir decodes a trained run instead (its tokenizer and weights, ours and CT2; HF stays
+    random-init, so only the fixed-length rows compare with it): the free rows then stop where
+    the trained model ends its sentences, on both engines alike.
 
 Rounds are interleaved (the side that goes first alternates); the table reports medians
 over rounds and the ratio ours/HF.
 
     python bench/speed_translation.py                 # full run (all cores)
     python bench/speed_translation.py --quick --threads 1
+    python bench/speed_translation.py --skip-train --ct2      # decoding: ours / HF / CTranslate2
+    python bench/speed_translation.py --ct2 --run-dir bench/runs/multi30k_transformer
 """
 
 from __future__ import annotations
@@ -66,6 +83,12 @@ def parse_args() -> argparse.Namespace:
                    help="beam stopping rule, mapped to HF's early_stopping")
     p.add_argument("--decode-dtype", choices=["fp32", "bf16"], default="fp32", help="ours: decoding.dtype")
     p.add_argument("--int8", action="store_true", help="ours: decode with quantize_for_cpu(model)")
+    p.add_argument("--ct2", action="store_true",
+                   help="decoding also by CTranslate2 (our model converted; compute types float32 and int8)")
+    p.add_argument("--run-dir", default=None,
+                   help="decode a trained encdec-train run (its tokenizer and weights) on our and the CT2 sides; "
+                        "implies --skip-train; HF BART stays random-init at the bench's dimensions")
+    p.add_argument("--checkpoint", default="best", help="with --run-dir: best | last | averaged | a .ckpt path")
     p.add_argument("--max-tokens", type=int, default=4096, help="our token budget per batch")
     p.add_argument("--data-root", default=os.environ.get("ENCDEC_DATA_DIR", "/work/shared/datasets"))
     p.add_argument("--precisions", default="fp32,bf16")
@@ -78,6 +101,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.quick:
         args.rounds, args.steps, args.warmup, args.dec_batches = 1, 2, 1, 1
+    if args.run_dir:
+        args.skip_train = True  # the trained weights are what decodes
     return args
 
 
@@ -106,9 +131,11 @@ from transformers import (  # noqa: E402
 from encdec.data.bucketing import TokenBudgetBatchSampler  # noqa: E402
 from encdec.decoding import BeamSearch, Greedy  # noqa: E402
 from encdec.decoding.quantize import quantize_for_cpu  # noqa: E402
+from encdec.export import ctranslate2 as ct2_export  # noqa: E402
 from encdec.model import EncoderDecoder  # noqa: E402
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder  # noqa: E402
 from encdec.objectives import MLE  # noqa: E402
+from encdec.run_dir import load_run  # noqa: E402
 from encdec_tasks.translation import TranslationTask  # noqa: E402
 from encdec_tasks.translation.data import Multi30k  # noqa: E402
 
@@ -292,6 +319,60 @@ class HF:
         return out[:, 1:]  # drop decoder_start_token
 
 
+class CT2:
+    """Our model converted to CTranslate2, decoded by `Translator.translate_batch`."""
+
+    def __init__(self, ours: Ours, compute_type: str, model_dir: Path, threads: int):
+        import ctranslate2
+
+        self.ctranslate2, self.ours, self.model_dir = ctranslate2, ours, model_dir
+        self.compute_type, self.threads = compute_type, threads
+        self.name = "CT2" if compute_type == "float32" else f"CT2 {compute_type}"
+        self.vocab = ct2_export.tokenizer_vocabulary(ours.adapter.tgt_tok)
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+        self.eos, self.pad = ours.eos, ours.pad
+        self.unk = self.vocab[ours.adapter.tgt_tok.unk_id]
+        self.translator = None
+
+    def decode_inputs(self, examples: list) -> tuple[list[list[str]], None]:
+        return [[self.vocab[i] for i in e["src"].tolist()] for e in examples], None
+
+    def decoding_model(self):
+        """The translator, made on the first call (decoding runs after all training rounds, so
+        the weights no longer change); the sides of both compute types share one conversion."""
+        if self.translator is None:
+            if not (self.model_dir / "model.bin").exists():
+                ct2_export.save(self.ours.model, self.vocab, self.vocab, self.model_dir, unk_token=self.unk)
+            self.translator = self.ctranslate2.Translator(
+                str(self.model_dir), device="cpu", compute_type=self.compute_type,
+                intra_threads=self.threads, inter_threads=1,
+            )
+        return self.translator
+
+    def decode(self, tokens, _mask, beam: int, max_len: int, fixed: bool) -> torch.Tensor:
+        search = Greedy(max_len=max_len) if beam == 1 else BeamSearch(beam_size=beam, length_penalty=1.0, max_len=max_len)
+        options = ct2_export.translate_options(search, self.vocab[self.pad])
+        if fixed:  # EOS banned throughout -> exactly max_len tokens
+            options["min_decoding_length"] = max_len
+        results = self.decoding_model().translate_batch(tokens, **options)
+        rows = [[self.index[t] for t in r.hypotheses[0]] for r in results]
+        out = torch.full((len(rows), max(map(len, rows))), self.pad, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = torch.tensor(row)
+        return out
+
+
+def agreement(ours: torch.Tensor, theirs: torch.Tensor, eos: int, cap: int) -> int:
+    """Rows equal up to the first EOS, within the first `cap` tokens (at the length limit ours
+    forces EOS where CTranslate2 keeps its best token)."""
+    def rows(t):
+        out = []
+        for row in t[:, :cap].tolist():
+            out.append(row[: row.index(eos) + 1] if eos in row else row)
+        return out
+    return sum(a == b for a, b in zip(rows(ours), rows(theirs)))
+
+
 # ---------------------------------------------------------------------------------------------
 # measurements
 # ---------------------------------------------------------------------------------------------
@@ -310,9 +391,10 @@ def time_training(side, precision: str, warmup: int, steps: int) -> dict:
 
 
 def time_decoding(side, inputs: list, beam: int, max_len: int, fixed: bool) -> dict:
-    side.model.eval()
+    if hasattr(side, "model"):
+        side.model.eval()
     if hasattr(side, "decoding_model"):
-        side.decoding_model()  # an --int8 copy is made outside the timed region
+        side.decoding_model()  # an --int8 copy, a CTranslate2 translator: made outside the timed region
     tokens = sents = 0
     t0 = time.perf_counter()
     for src, mask in inputs:
@@ -338,8 +420,11 @@ def main() -> None:
 
     t0 = time.perf_counter()
     adapter = TranslationTask(Multi30k(root=args.data_root, download=False))
-    run_dir = tempfile.mkdtemp(prefix="speed_translation_")
-    adapter.setup(run_dir, "fit")
+    work_dir = tempfile.mkdtemp(prefix="speed_translation_")
+    if args.run_dir:  # a trained run's own tokenizer, read only (stage predict never writes one)
+        adapter.setup(args.run_dir, "predict")
+    else:
+        adapter.setup(work_dir, "fit")
     ids = adapter.special_ids()
     assert (ids["pad_id"], ids["bos_id"], ids["eos_id"], adapter.tgt_tok.unk_id) == (0, 1, 2, 3), ids
     train = adapter.examples("train")
@@ -348,6 +433,9 @@ def main() -> None:
         f"{len(test)} test; setup {time.perf_counter() - t0:.1f}s")
 
     ours = Ours(adapter, args.max_tokens, args.seed)
+    if args.run_dir:
+        ours.model = load_run(args.run_dir, args.checkpoint, stage="predict")[2]
+        log(f"ours: weights of {args.run_dir} ({args.checkpoint})")
     ours_tok_per_batch, ours_sents_per_batch = ours.epoch_target_tokens_per_batch()
     mean_tgt = statistics.fmean(len(e["tgt"]) + 1 for e in train)
     hf_bs = max(1, round(ours_tok_per_batch / mean_tgt))
@@ -363,6 +451,13 @@ def main() -> None:
         f"dropout={hf.config.dropout} attention_dropout={hf.config.attention_dropout} "
         f"activation_dropout={hf.config.activation_dropout} activation={hf.config.activation_function}")
     sides = [ours, hf]
+    ct2_sides = []
+    if args.ct2:
+        ct2_dir = Path(work_dir) / "ctranslate2"
+        ct2_sides = [CT2(ours, compute_type, ct2_dir, args.threads) for compute_type in ("float32", "int8")]
+        log(f"CTranslate2 {ct2_sides[0].ctranslate2.__version__}: our model converted after the training rounds "
+            f"into {ct2_dir}; compute_type float32 and int8, intra_threads={args.threads}")
+    dec_sides = sides + ct2_sides
     precisions = [p for p in args.precisions.split(",") if p]
 
     train_rows: dict[tuple[str, str], list[dict]] = {}
@@ -370,10 +465,14 @@ def main() -> None:
     dec_inputs: dict[str, list] = {}
     bs = args.dec_batch_size
     chunks = [list(test[i * bs:(i + 1) * bs]) for i in range(args.dec_batches)]
-    for side in sides:
+    for side in dec_sides:
         dec_inputs[side.name] = [side.decode_inputs(c) for c in chunks]
     for (a, am), (b, bm) in zip(dec_inputs["ours"], dec_inputs["HF"]):
         assert torch.equal(a, b) and torch.equal(am.bool(), bm.bool()), "decoding inputs differ"
+    for side in ct2_sides:
+        for (a, am), (pieces, _) in zip(dec_inputs["ours"], dec_inputs[side.name]):
+            assert [row[m].tolist() for row, m in zip(a, am)] == [[side.index[t] for t in p] for p in pieces], \
+                "decoding inputs differ"
     modes = [(beam, fixed) for fixed in (False, True) for beam in sorted({1, args.beam})]
 
     if not args.skip_train:
@@ -389,16 +488,24 @@ def main() -> None:
 
     # decoding runs on the weights the training rounds left (frozen from here on)
     if not args.skip_decode:
-        for side in sides:  # one untimed batch per side and mode
+        for side in dec_sides:  # one untimed batch per side and mode
             for beam, fixed in modes:
                 time_decoding(side, dec_inputs[side.name][:1], beam, args.max_len, fixed)
+        for side in ct2_sides[:1]:  # the same weights: CT2 fp32 should decode what ours does
+            for beam, fixed in modes:
+                first = dec_inputs["ours"][0]
+                same = agreement(ours.decode(*first, beam, args.max_len, fixed),
+                                 side.decode(*dec_inputs[side.name][0], beam, args.max_len, fixed),
+                                 ours.eos, args.max_len - 1)
+                log(f"untimed check, beam={beam} {'fixed' if fixed else 'free '}: {same} of {first[0].size(0)} "
+                    f"{side.name} outputs equal ours in their first {args.max_len - 1} tokens")
         for r in range(args.rounds):
-            order = sides if r % 2 == 0 else sides[::-1]
+            order = dec_sides if r % 2 == 0 else dec_sides[::-1]
             for beam, fixed in modes:
                 for side in order:
                     row = time_decoding(side, dec_inputs[side.name], beam, args.max_len, fixed)
                     dec_rows.setdefault((side.name, beam, fixed), []).append(row)
-                    log(f"round {r} decode beam={beam} {'fixed' if fixed else 'free '} {side.name:4s}: "
+                    log(f"round {r} decode beam={beam} {'fixed' if fixed else 'free '} {side.name:8s}: "
                         f"{row['tok_s']:8.0f} out tok/s  {row['sent_s']:6.1f} sent/s  "
                         f"avg len {row['avg_len']:.1f}  ({row['sec']:.1f}s)")
 
@@ -428,30 +535,56 @@ def main() -> None:
     if dec_rows:
         lines.append(
             f"Decoding: {args.dec_batches} batches x {bs} test_2016_flickr sources per round, fp32, max "
-            f"{args.max_len} output tokens; output tokens = up to and including EOS. Random-init models stop at "
+            f"{args.max_len} output tokens; output tokens = up to and including EOS. "
+            f"{'HF random-init stops' if args.run_dir else 'Random-init models stop'} at "
             f"arbitrary, different lengths (free rows: compare the avg. lengths before the rates), so the "
             f"fixed-length rows ban EOS until token {args.max_len} on both sides (ours min_len={args.max_len - 1}, "
             f"HF min_new_tokens={args.max_len - 1}): equal work per sentence, the like-for-like comparison. "
-            f"Weights: those the training rounds left "
-            f"({0 if args.skip_train else args.rounds * len(precisions) * (args.warmup + args.steps)} AdamW steps "
-            f"per side from random init)."
+            + (f"Weights: ours (and CT2) those of the trained run {args.run_dir} ({args.checkpoint}), HF random "
+               f"init (compare its fixed-length rows only)." if args.run_dir else
+               f"Weights: those the training rounds left "
+               f"({0 if args.skip_train else args.rounds * len(precisions) * (args.warmup + args.steps)} AdamW steps "
+               f"per side from random init).")
         )
-    lines += ["", "| workload | ours | HF BART | ours / HF |", "|---|---:|---:|---:|"]
+    if dec_rows and ct2_sides:
+        lines.append(
+            f"CTranslate2 {ct2_sides[0].ctranslate2.__version__}: our model with the same weights, converted by "
+            f"encdec.export.ctranslate2; compute_type float32 (CT2 fp32) and int8 (CT2 int8, weights quantised at "
+            f"load); intra_threads={args.threads}; translate_batch(beam_size=1|{args.beam}, length_penalty=1.0, "
+            f"patience=1 (fairseq's early stop; ours: --stopping {args.stopping}), min_decoding_length=0, "
+            f"max_decoding_length={args.max_len}; fixed length: min = max = {args.max_len}).  "
+        )
+    if dec_rows and (args.int8 or args.decode_dtype != "fp32"):
+        lines.append(f"Ours decodes {'int8 (quantize_for_cpu)' if args.int8 else args.decode_dtype}: "
+                     f"not like-for-like with HF fp32.  ")
+    # one column per side, then each side's ratio to HF (and ours to CTranslate2 fp32)
+    label = {"ours": "ours", "HF": "HF BART", "CT2": "CT2 fp32", "CT2 int8": "CT2 int8"}
+    names = [side.name for side in dec_sides]
+    ratios = [(n, "HF") for n in names if n != "HF"] + ([("ours", "CT2")] if ct2_sides else [])
+    lines += ["", "| " + " | ".join(["workload"] + [label[n] for n in names]
+                                    + [f"{label[a]} / {'HF' if b == 'HF' else label[b]}" for a, b in ratios]) + " |",
+              "|---|" + "---:|" * (len(names) + len(ratios))]
+
+    def row(workload: str, values: dict, fmt: str, bold: bool = False, show_ratios: bool = True) -> str:
+        cells = [format(values[n], fmt) if n in values else "" for n in names]
+        for a, b in ratios:
+            cell = f"{values[a] / values[b]:.2f}x" if show_ratios and a in values and b in values else ""
+            cells.append(f"**{cell}**" if bold and cell else cell)
+        return "| " + " | ".join([workload] + cells) + " |"
+
     for precision in precisions:
         if ("ours", precision) in train_rows:
-            o, h = med(train_rows[("ours", precision)], "tok_s"), med(train_rows[("HF", precision)], "tok_s")
-            lines.append(f"| train {precision}, target tok/s | {o:,.0f} | {h:,.0f} | **{o / h:.2f}x** |")
-            o, h = med(train_rows[("ours", precision)], "slots_s"), med(train_rows[("HF", precision)], "slots_s")
-            lines.append(f"| train {precision}, padded target positions/s (diagnostic) | {o:,.0f} | {h:,.0f} | {o / h:.2f}x |")
+            for key, what, bold in (("tok_s", "target tok/s", True), ("slots_s", "padded target positions/s (diagnostic)", False)):
+                values = {n: med(train_rows[(n, precision)], key) for n in ("ours", "HF")}
+                lines.append(row(f"train {precision}, {what}", values, ",.0f", bold))
     for beam, fixed in modes:
         if ("ours", beam, fixed) in dec_rows:
-            label = ("greedy" if beam == 1 else f"beam {beam}") + (f", fixed length {args.max_len}" if fixed else "")
-            o, h = dec_rows[("ours", beam, fixed)], dec_rows[("HF", beam, fixed)]
-            lines.append(f"| {label}, output tok/s | {med(o, 'tok_s'):,.0f} | {med(h, 'tok_s'):,.0f} | "
-                         f"**{med(o, 'tok_s') / med(h, 'tok_s'):.2f}x** |")
-            lines.append(f"| {label}, sentences/s | {med(o, 'sent_s'):,.1f} | {med(h, 'sent_s'):,.1f} | "
-                         f"{med(o, 'sent_s') / med(h, 'sent_s'):.2f}x |")
-            lines.append(f"| {label}, avg. output length | {med(o, 'avg_len'):.1f} | {med(h, 'avg_len'):.1f} | |")
+            what = ("greedy" if beam == 1 else f"beam {beam}") + (f", fixed length {args.max_len}" if fixed else "")
+            got = {n: dec_rows[(n, beam, fixed)] for n in names}
+            lines.append(row(f"{what}, output tok/s", {n: med(r, "tok_s") for n, r in got.items()}, ",.0f", True))
+            lines.append(row(f"{what}, sentences/s", {n: med(r, "sent_s") for n, r in got.items()}, ",.1f"))
+            lines.append(row(f"{what}, avg. output length", {n: med(r, "avg_len") for n, r in got.items()}, ".1f",
+                             show_ratios=False))
     log("\n".join(lines))
     if args.profile:
         profile(sides, precisions, dec_inputs, args)

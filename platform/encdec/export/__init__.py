@@ -1,0 +1,1 @@
+"""Trained models written out in other inference engines' formats (optional packages)."""
