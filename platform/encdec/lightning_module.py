@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
+from encdec.data.vocabulary import SPEC_KEY, vocabulary_spec
 from encdec.decoding.search import Search
 from encdec.distributed import destroy_process_group_at_exit
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
+from encdec.init_from import check_vocabulary
 from encdec.model import EncoderDecoder
 from encdec.errors import ConfigError
 from encdec.objectives.base import ManualObjective, Objective, StepContext
@@ -71,6 +73,13 @@ class EncDecModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # runs in every worker once the strategy has opened the process group
         destroy_process_group_at_exit()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[SPEC_KEY] = vocabulary_spec(self.adapter.vocabularies())  # what the ids mean
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_vocabulary(checkpoint.get(SPEC_KEY), self.adapter, "resume",
+                         "the run directory's tokenizer files were replaced: restore them")
 
     # -- training -------------------------------------------------------------------------
     def _context(self, batch: Batch) -> StepContext:
