@@ -153,3 +153,26 @@ def test_a_run_directory_from_before_vocabulary_specs_still_evaluates(source_run
     assert Vocabulary.load(run_dir / "tokenizer.json").kind == "bpe"
     metrics = encdec.evaluate([f"run_dir={run_dir}", "split=val", "checkpoint=last", "progress=false", "decoding.max_len=24"])
     assert 0.0 <= metrics["val/sacrebleu"] <= 100.0
+
+
+def test_recommendation_items_are_a_closed_vocabulary_and_old_item_lists_still_load(tmp_path):
+    from encdec_tasks.recommendation import RecommendationTask
+    from encdec_tasks.recommendation.data import AtomicFiles
+    from encdec_tasks.recommendation.fixtures import write_atomic
+
+    data = AtomicFiles(str(write_atomic(tmp_path / "data")), "tiny")
+    new_dir, old_dir = tmp_path / "new", tmp_path / "old"
+    new_dir.mkdir(), old_dir.mkdir()
+    trained = RecommendationTask(data)
+    trained.setup(new_dir, "fit")
+    vocab = trained.vocabularies()["target"]
+    assert vocab.kind == "word" and vocab.size == len(trained.items) + 3 and vocab.unk_id is None
+    reloaded = RecommendationTask(data)
+    reloaded.setup(new_dir, "eval")
+    assert reloaded.index == trained.index and reloaded.titles == trained.titles and reloaded.titles
+    # a run written before item vocabularies were tokenizer files: items.json lists the items
+    order = list(reversed(trained.items))
+    (old_dir / "items.json").write_text(json.dumps({"items": order, "titles": {}, "genres": {}}))
+    old = RecommendationTask(data)
+    old.setup(old_dir, "eval")
+    assert old.index == {item: i + 3 for i, item in enumerate(order)} and not (old_dir / "tokenizer.json").exists()
