@@ -12,9 +12,8 @@ from omegaconf import OmegaConf
 import encdec
 from conftest import run_cli, tiny_train_args
 from encdec.checkpointing import load_weights, resolve_init_from
-from encdec.data.vocabulary import SPEC_KEY, Vocabulary, spec_difference, vocabulary_spec
+from encdec.data.vocabulary import SPEC_KEY, Vocabulary, check_vocabulary, spec_difference, vocabulary_spec
 from encdec.errors import ConfigError
-from encdec.init_from import check_vocabulary
 from encdec_tasks.translation.fixtures import write_parallel_corpus
 
 
@@ -56,12 +55,8 @@ def test_the_spec_tells_vocabularies_of_one_size_apart_by_their_pieces():
     assert difference and "maps other pieces" in difference
     assert spec_difference(vocabulary_spec({"target": one}), vocabulary_spec({"target": one})) is None
 
-    class Adapter:
-        def vocabularies(self):
-            return {"source": other, "target": other}
-
     with pytest.raises(ConfigError, match=r"^init_from=x: its vocabulary is not this run's \(the target vocabulary maps other pieces"):
-        check_vocabulary(vocabulary_spec({"target": one}), Adapter(), "init_from=x", "...")
+        check_vocabulary(vocabulary_spec({"target": one}), {"source": other, "target": other}, "init_from=x", "...")
     word = Vocabulary.train(["a dog runs in the park"] * 20, model="word")
     assert "kind is bpe there, word here" in spec_difference(vocabulary_spec({"target": one}), vocabulary_spec({"target": word}))
 

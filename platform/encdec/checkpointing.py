@@ -169,28 +169,6 @@ def resolve_init_from(path: str | Path) -> Path:
     return path
 
 
-def _vocabularies(run_dir: Path) -> dict[str, dict[str, int]]:
-    """{file name: piece -> id} of the tokenizer files a run directory holds."""
-    from tokenizers import Tokenizer
-
-    return {p.name: Tokenizer.from_file(str(p)).get_vocab() for p in sorted(run_dir.glob("*tokenizer*.json"))}
-
-
-def check_same_vocabulary(init_from: str | Path, run_dir: Path) -> None:
-    """`init_from` weights index their embeddings by the other run's vocabulary: any
-    difference (not only of size) makes every row mean another word."""
-    source_dir = resolve_init_from(init_from).parent.parent
-    theirs = _vocabularies(source_dir) if (source_dir / "config.yaml").exists() else {}
-    mine = _vocabularies(run_dir)
-    for name, vocab in theirs.items():
-        if name in mine and mine[name] != vocab:
-            differ = sum(1 for piece, i in vocab.items() if mine[name].get(piece) != i)
-            raise ConfigError(
-                f"init_from={init_from}: its vocabulary {name} differs from this run's ({differ} of {len(vocab)} "
-                "pieces map to other ids); leave the task.adapter.tokenizer options out so init_from brings that run's vocabulary"
-            )
-
-
 def load_init_weights(model: torch.nn.Module, path: str | Path, checkpoint: dict | None = None) -> tuple[list[str], list[str]]:
     """Loads `init_from` weights (non-strict: new heads may be missing); a shape mismatch,
     usually a different vocabulary, is a clear error instead of a stack trace. `checkpoint`:

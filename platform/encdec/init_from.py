@@ -14,8 +14,8 @@ from typing import Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from encdec.checkpointing import check_same_vocabulary, load_init_weights, read_checkpoint, resolve_init_from
-from encdec.data.vocabulary import SPEC_FILE, SPEC_KEY, spec_difference, vocabulary_spec
+from encdec.checkpointing import load_init_weights, read_checkpoint, resolve_init_from
+from encdec.data.vocabulary import SPEC_FILE, SPEC_KEY, check_vocabulary
 from encdec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -100,21 +100,10 @@ def copy_vocabulary_files(init_from: str, run_dir: Path) -> None:
         log.info("init_from: vocabulary %s from %s", ", ".join(sorted(names)), source)
 
 
-def check_vocabulary(saved: dict | None, adapter, what: str, advice: str) -> None:
-    """`saved`: the vocabulary spec of a checkpoint; a difference from the task's vocabularies
-    (kind, size, specials or any piece) is a ConfigError naming `what`."""
-    difference = spec_difference(saved or {}, vocabulary_spec(adapter.vocabularies()))
-    if difference:
-        raise ConfigError(f"{what}: its vocabulary is not this run's ({difference}); {advice}")
-
-
-def load_init_from(model, adapter, init_from: str, run_dir: Path) -> tuple[list[str], list[str]]:
-    """Checks the vocabulary against the init_from checkpoint's spec (or, for a checkpoint
-    written before specs, against its run's tokenizer files), then loads its weights."""
+def load_init_from(model, adapter, init_from: str) -> tuple[list[str], list[str]]:
+    """Checks the task's vocabularies against the init_from checkpoint's spec (one written
+    before specs has its run's files, copied), then loads its weights."""
     checkpoint = read_checkpoint(resolve_init_from(init_from))
-    if SPEC_KEY in checkpoint:
-        check_vocabulary(checkpoint[SPEC_KEY], adapter, f"init_from={init_from}",
-                         "leave the task.adapter.tokenizer options out so init_from brings that run's vocabulary")
-    else:
-        check_same_vocabulary(init_from, run_dir)
+    check_vocabulary(checkpoint.get(SPEC_KEY), adapter.vocabularies(), f"init_from={init_from}",
+                     "leave the task.adapter.tokenizer options out so init_from brings that run's vocabulary")
     return load_init_weights(model, init_from, checkpoint)

@@ -10,11 +10,10 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
-from encdec.data.vocabulary import SPEC_KEY, vocabulary_spec
+from encdec.data.vocabulary import SPEC_KEY, check_vocabulary, vocabulary_spec
 from encdec.decoding.search import Search
 from encdec.distributed import destroy_process_group_at_exit
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
-from encdec.init_from import check_vocabulary
 from encdec.model import EncoderDecoder
 from encdec.errors import ConfigError
 from encdec.objectives.base import ManualObjective, Objective, StepContext
@@ -78,7 +77,7 @@ class EncDecModule(pl.LightningModule):
         checkpoint[SPEC_KEY] = vocabulary_spec(self.adapter.vocabularies())  # what the ids mean
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_vocabulary(checkpoint.get(SPEC_KEY), self.adapter, "resume",
+        check_vocabulary(checkpoint.get(SPEC_KEY), self.adapter.vocabularies(), "resume",
                          "the run directory's tokenizer files were replaced: restore them")
 
     # -- training -------------------------------------------------------------------------

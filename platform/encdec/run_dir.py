@@ -8,9 +8,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.build import build_adapter, build_model
 from encdec.checkpointing import model_weights, read_checkpoint
-from encdec.data.vocabulary import SPEC_KEY
+from encdec.data.vocabulary import SPEC_KEY, check_vocabulary
 from encdec.errors import ConfigError
-from encdec.init_from import check_vocabulary
 
 
 def load_run(run_dir: str | Path, checkpoint: str, stage: str, data_overrides: DictConfig | None = None):
@@ -29,7 +28,7 @@ def load_run(run_dir: str | Path, checkpoint: str, stage: str, data_overrides: D
     adapter = build_adapter(cfg)
     adapter.setup(run_dir, stage=stage)
     checkpoint = read_checkpoint(ckpt)
-    check_vocabulary(checkpoint.get(SPEC_KEY), adapter, f"checkpoint {ckpt}",
+    check_vocabulary(checkpoint.get(SPEC_KEY), adapter.vocabularies(), f"checkpoint {ckpt}",
                      f"use it with the run directory that trained it, not {run_dir}")
     model = build_model(cfg, adapter)
     model.load_state_dict(model_weights(checkpoint))

@@ -194,17 +194,17 @@ class TaskAdapter(ABC):
 
 class SharedVocabularyTask(TaskAdapter):
     """An adapter whose target side (and text source, if any) uses one vocabulary, `self.tok`,
-    trained on the training split (`task.adapter.tokenizer.model`: bpe, unigram or word) and
-    saved with the run as tokenizer.json. Subclasses set `self.tok_cfg` ({'model',
-    'vocab_size'}) and call `load_or_train_tokenizer` from `setup`."""
+    saved with the run as tokenizer.json: trained on the training split (`self.tok_cfg`
+    {'model': bpe | unigram | word, 'vocab_size'}) or, with `'pretrained': <model folder>`,
+    that folder's tokenizer.json. Subclasses call `load_or_train_tokenizer` from `setup`."""
 
     tok: Any = None
     tok_cfg: dict[str, Any]
 
     def load_or_train_tokenizer(self, run_dir: Path, stage: str, train_texts: Callable[[], Iterable[str]]) -> None:
         cfg = self.tok_cfg
-        self.tok = load_or_build(run_dir, "tokenizer.json", stage, lambda: Vocabulary.train(
-            list(train_texts()), vocab_size=cfg["vocab_size"], model=cfg["model"]))
+        self.tok = load_or_build(run_dir, "tokenizer.json", stage, lambda: Vocabulary.pretrained(cfg["pretrained"])
+                                 if cfg.get("pretrained") else Vocabulary.train(list(train_texts()), cfg["vocab_size"], cfg["model"]))
 
     def vocabularies(self) -> dict[str, Vocabulary]:
         return {"source": self.tok, "target": self.tok}

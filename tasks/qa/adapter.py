@@ -79,13 +79,6 @@ class QATask(SharedVocabularyTask):
 
     # -- vocabulary -----------------------------------------------------------------------
     def setup(self, run_dir: Path, stage: str) -> None:
-        path = Path(run_dir) / "tokenizer.json"
-        pretrained = self.tok_cfg["pretrained"]
-        if pretrained:
-            self.tok = Vocabulary.pretrained(pretrained)
-            if stage == "fit" and not path.exists():  # a copy with the run, for the record
-                self.tok.save(path)
-            return
         self.load_or_train_tokenizer(run_dir, stage, self._tokenizer_texts)
 
     def _tokenizer_texts(self) -> list[str]:

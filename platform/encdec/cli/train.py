@@ -127,7 +127,7 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         save_vocabulary_spec(run_dir, adapter.vocabularies())
     model = build_model(cfg, adapter)
     if cfg.init_from and not resuming:
-        missing, unexpected = load_init_from(model, adapter, cfg.init_from, run_dir)
+        missing, unexpected = load_init_from(model, adapter, cfg.init_from)
         log.info("init_from=%s: %d missing, %d unexpected keys", cfg.init_from, len(missing), len(unexpected))
     log.info("model: %.2fM parameters", model.num_parameters() / 1e6)
 

@@ -1,15 +1,11 @@
-"""One vocabulary interface for every task: trained subword (BPE, unigram), word-level (a
-closed vocabulary: digits, labels, item ids) and a pretrained model's tokenizer, all Hugging
-Face `tokenizers` files in the run directory.
+"""One vocabulary interface for every task: subword (BPE, unigram), word-level (a closed
+vocabulary: digits, labels, item ids) and pretrained tokenizers, all Hugging Face `tokenizers`
+files in the run directory. Each has a spec (kind, size, special ids, a fingerprint of its
+piece -> id map), saved in the run directory (vocabulary.json) and in every checkpoint, so
+weights are never used with ids that mean other pieces, whatever the difference.
 
-Each vocabulary has a spec (kind, size, special ids, a fingerprint of its piece -> id map).
-The run's specs are saved beside its tokenizer files (vocabulary.json) and in every
-checkpoint (`encdec_vocabulary`): a checkpoint is never used with ids that mean other
-pieces, whatever the difference (kind, specials, pieces), not only of size.
-
-Subword pieces keep their whitespace (Metaspace), so decoding gives back detokenised text
-(what sacreBLEU wants as a hypothesis); word-level vocabularies split on whitespace and
-decode with single spaces.
+Subword pieces keep their whitespace (Metaspace): decoding gives detokenised text (what
+sacreBLEU wants); word-level vocabularies split on whitespace and decode with single spaces.
 """
 
 from __future__ import annotations
@@ -162,8 +158,8 @@ def _kind(path: Path, tok: Tokenizer) -> str:
         for spec in json.loads(spec_file.read_text(encoding="utf-8")).values():
             if spec.get("file") == path.name:
                 return spec["kind"]
-    kind = _KIND_OF_MODEL.get(json.loads(tok.to_str())["model"]["type"], "pretrained")
-    return "pretrained" if tok.token_to_id("[CLS]") is not None else kind
+    bert = tok.token_to_id("[CLS]") is not None
+    return "pretrained" if bert else _KIND_OF_MODEL.get(json.loads(tok.to_str())["model"]["type"], "pretrained")
 
 
 def read_tokenizer_file(path: str | Path) -> Tokenizer:
@@ -228,3 +224,11 @@ def spec_difference(saved: dict[str, dict], current: dict[str, dict]) -> str | N
                     return f"the {role} vocabulary maps other pieces to its ids (fingerprint {there[:12]} there, {here[:12]} here)"
                 return f"the {role} vocabulary's {key} is {there} there, {here} here"
     return None
+
+
+def check_vocabulary(saved: dict | None, vocabularies: dict[str, Vocabulary], what: str, advice: str) -> None:
+    """`saved`: the spec a checkpoint was written with; any difference from `vocabularies`
+    (kind, size, specials, a single piece) is one ConfigError naming `what`."""
+    difference = spec_difference(saved or {}, vocabulary_spec(vocabularies))
+    if difference:
+        raise ConfigError(f"{what}: its vocabulary is not this run's ({difference}); {advice}")
