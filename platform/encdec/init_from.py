@@ -72,15 +72,18 @@ def adopt_source_config(cfg: DictConfig, overrides: Iterable[str]) -> None:
         return
     saved = OmegaConf.load(run / "config.yaml")
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    taken = []
     for key in _inherited_keys(cfg, saved):
         theirs, mine = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
         if key not in given:
             OmegaConf.update(cfg, key, theirs, merge=False)
+            taken.append(f"{key}={theirs}")
         elif mine != theirs:
             raise ConfigError(
                 f"{key}={mine} but init_from={cfg.init_from} has {key}={theirs}: its weights and vocabulary "
                 f"need that run's value; leave {key} out (init_from brings it)"
             )
+    log.info("init_from: %s, as in %s", ", ".join(taken), run)
 
 
 def copy_vocabulary_files(init_from: str, run_dir: Path) -> None:
