@@ -104,6 +104,8 @@ def test_init_from_refuses_a_size_given_otherwise_and_another_vocabulary(source_
         encdec.train(_bare_args(tiny_corpus, tmp_path / "a", f"init_from={source_run}", "task.adapter.tokenizer.vocab_size=100"))
     with pytest.raises(ConfigError, match=r"^model.d_model=64 but init_from=.* has model.d_model=32"):
         encdec.train(_bare_args(tiny_corpus, tmp_path / "b", f"init_from={source_run}", "model.d_model=64"))
+    with pytest.raises(ConfigError, match=r"^task.adapter.tokenizer.model=word but init_from=.* has task.adapter.tokenizer.model=bpe"):
+        encdec.train(_bare_args(tiny_corpus, tmp_path / "k", f"init_from={source_run}", "task.adapter.tokenizer.model=word"))
     # a checkpoint away from its run directory: this run trains its own vocabulary on other text
     lonely = tmp_path / "lonely.ckpt"
     shutil.copyfile(resolve_init_from(source_run), lonely)
