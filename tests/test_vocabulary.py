@@ -3,6 +3,7 @@ and `init_from` bringing a run's vocabulary, model sizes and weights."""
 
 import json
 import shutil
+import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -10,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 import encdec
-from conftest import run_cli, tiny_train_args
+from conftest import tiny_train_args
 from encdec.checkpointing import load_weights, resolve_init_from
 from encdec.data.vocabulary import SPEC_KEY, Vocabulary, check_vocabulary, spec_difference, vocabulary_spec
 from encdec.errors import ConfigError
@@ -120,11 +121,12 @@ def test_init_from_refuses_a_size_given_otherwise_and_another_vocabulary(source_
     assert "\n" not in str(error.value)
 
 
-def test_the_removed_from_run_key_names_init_from(tmp_path):
-    proc = run_cli("train", "task.adapter.tokenizer.from_run=runs/x", f"hydra.run.dir={tmp_path}", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "error: task.adapter.tokenizer.from_run no longer exists: init_from=<run> brings that run's vocabulary")
+def test_the_removed_from_run_key_names_init_from(monkeypatch):
+    from encdec.cli.train import main
+
+    monkeypatch.setattr(sys, "argv", ["encdec-train", "task.adapter.tokenizer.from_run=runs/x"])
+    with pytest.raises(SystemExit, match=r"^error: task.adapter.tokenizer.from_run no longer exists: init_from=<run> brings"):
+        main()  # before Hydra, which would only call it an unknown key
 
 
 # -- checkpoints and run directories ------------------------------------------------------------
