@@ -15,9 +15,9 @@ time_it() { local t0=$SECONDS; "$@"; echo "wall: $((SECONDS - t0)) s for: ${*: -
 # 1. denoising pre-training on the English (target) side of Multi30k train
 time_it .venv/bin/encdec-train "${COMMON[@]}" objective=denoise trainer.max_steps=$N \
     test_after_training=false hydra.run.dir=${P}_pretrain
-# 2. fine-tuning on translation from it (same vocabulary: the pre-training run's tokenizer)
+# 2. fine-tuning on translation from it (init_from brings the pre-training run's vocabulary)
 time_it .venv/bin/encdec-train "${COMMON[@]}" trainer.max_steps=$N \
-    init_from=${P}_pretrain/checkpoints/last.ckpt task.adapter.tokenizer.from_run=${P}_pretrain \
+    init_from=${P}_pretrain/checkpoints/last.ckpt \
     hydra.run.dir=${P}_finetune
 # 3. from scratch, all 2N steps on translation
 time_it .venv/bin/encdec-train "${COMMON[@]}" trainer.max_steps=$((2 * N)) hydra.run.dir=${P}_scratch

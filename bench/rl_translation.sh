@@ -9,7 +9,7 @@ MLE=${1:-bench/runs/multi30k_transformer}
 RUN=${2:-bench/runs/multi30k_transformer_scst}
 shift 2 || true
 .venv/bin/encdec-train experiment=multi30k_transformer objective=scst \
-    init_from="$MLE" task.adapter.tokenizer.from_run="$MLE" \
+    init_from="$MLE" \
     objective.samples_per_source=4 loader.max_tokens=1024 \
     optim.optimizer.lr=5e-5 optim.schedule._target_=encdec.optim.constant \
     '~optim.schedule.warmup_steps' '~optim.schedule.total_steps' '~optim.schedule.min_ratio' \

@@ -49,6 +49,6 @@ def finetuned_run(denoise_run, tiny_corpus, tmp_path_factory):
     return _once(tmp_path_factory, "finetune", lambda run_dir: run_cli(
         "train", *tiny_train_args(
             tiny_corpus, run_dir, "trainer=debug", "trainer.max_steps=8",
-            f"init_from={pre_dir}/checkpoints/last.ckpt", f"task.adapter.tokenizer.from_run={pre_dir}",
+            f"init_from={pre_dir}/checkpoints/last.ckpt",
         ),
     ))

@@ -87,23 +87,27 @@ def test_noised_batch_reads_the_target_text_as_its_source():
     assert bool((noised.src[~noised.src_mask] == pad).all())
 
 
-def test_denoise_needs_a_mask_token_and_one_vocabulary():
-    class Adapter:
-        def encoder_kwargs(self):
-            return {"vocab_size": 10, "pad_id": 0}
+def test_denoise_takes_the_mask_id_from_the_source_vocabulary_and_needs_one_vocabulary():
+    from encdec.data.vocabulary import Vocabulary
 
-        def decoder_kwargs(self):
-            return {"vocab_size": 10, "pad_id": 0}
+    words = ["ein hund läuft im park"] * 20
+    plain, masked = Vocabulary.train(words, vocab_size=40), Vocabulary.train(words, vocab_size=40, mask_token=True)
+
+    class Adapter:
+        def __init__(self, source, target):
+            self.vocabs = {"source": source, "target": target}
+
+        def vocabularies(self):
+            return self.vocabs
 
     with pytest.raises(ConfigError, match="mask token"):
-        Denoise().setup(None, Adapter())
-    Adapter.encoder_kwargs = lambda self: {"vocab_size": 10, "pad_id": 0, "mask_id": 7}
+        Denoise().setup(None, Adapter(plain, plain))
     objective = Denoise()
-    objective.setup(None, Adapter())
-    assert objective.mask_id == 7, "the mask id comes with the source vocabulary's ids"
-    Adapter.decoder_kwargs = lambda self: {"vocab_size": 12}
+    objective.setup(None, Adapter(masked, masked))
+    assert objective.mask_id == masked.mask_id == 4, "the mask id comes with the source vocabulary's spec"
+    assert masked.spec().specials["mask"] == 4
     with pytest.raises(ConfigError, match="joint=true"):
-        Denoise(mask_id=4).setup(None, Adapter())
+        Denoise(mask_id=4).setup(None, Adapter(masked, Vocabulary.train(["a dog runs"] * 20, vocab_size=40)))
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -129,7 +133,7 @@ def test_init_from_a_run_directory_and_a_clear_error_on_another_vocabulary(denoi
     pre_dir, _ = denoise_run
     assert resolve_init_from(pre_dir) == pre_dir / "checkpoints/best.ckpt"
     model = make_model("transformer", "transformer", d_model=32)  # the toy's 14 symbols, not the run's 120
-    with pytest.raises(ConfigError, match=r"init_from=.*differ in shape.*tokenizer.from_run"):
+    with pytest.raises(ConfigError, match=r"init_from=.*differ in shape.*init_from brings that run's vocabulary"):
         load_init_weights(model, pre_dir)
     with pytest.raises(ConfigError, match="no such checkpoint"):
         resolve_init_from(tmp_path / "nowhere")

@@ -236,7 +236,7 @@ def test_scst_from_an_mle_run_directory_through_the_cli(finetuned_run, tiny_corp
         *tiny_train_args(
             tiny_corpus, rl_dir, "trainer=debug", "trainer.max_steps=3", "objective=scst",
             "objective.samples_per_source=2", "objective.kl_coef=0.1", "objective.sampling.max_len=24",
-            f"init_from={mle_dir}", f"task.adapter.tokenizer.from_run={mle_dir}", "loader.max_tokens=256",
+            f"init_from={mle_dir}", "loader.max_tokens=256",
         ),
     )
     assert "0 missing, 0 unexpected keys" in proc.stderr + proc.stdout

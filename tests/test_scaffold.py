@@ -46,7 +46,7 @@ def test_generated_task_trains_on_its_own_data(importable):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "steps trained:   2" in proc.stdout
-    assert (run_dir / "vocab.json").exists() and (run_dir / "metrics" / "test.json").exists()
+    assert (run_dir / "tokenizer.json").exists() and (run_dir / "metrics" / "test.json").exists()
 
 
 def test_in_repo_task_goes_to_tasks_and_conf(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from encdec.checkpointing import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from encdec.data.vocabulary import SPEC_KEY
 from encdec.errors import ConfigError
 
 EPOCH_FILE = re.compile(r"^epoch-(\d+)\.ckpt$")
@@ -84,6 +85,7 @@ def average_checkpoints(paths: list[Path], output: Path) -> dict[str, Any]:
         "global_step": newest.get("global_step"),
         "pytorch-lightning_version": newest.get("pytorch-lightning_version"),
         "averaged_from": [p.name for p in paths],
+        SPEC_KEY: newest.get(SPEC_KEY),  # the vocabulary the weights index
     }
     AtomicCheckpointIO().save_checkpoint(result, output)
     return result

@@ -127,8 +127,11 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The model state dict of a Lightning checkpoint, loaded weights-only."""
-    state = read_checkpoint(path)["state_dict"]
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    return model_weights(read_checkpoint(path))
+
+
+def model_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
 class RNGStateCallback(pl.Callback):
@@ -166,40 +169,16 @@ def resolve_init_from(path: str | Path) -> Path:
     return path
 
 
-def _vocabularies(run_dir: Path) -> dict[str, dict[str, int]]:
-    """{file name: piece -> id} of the tokenizer files a run directory holds."""
-    from tokenizers import Tokenizer
-
-    return {p.name: Tokenizer.from_file(str(p)).get_vocab() for p in sorted(run_dir.glob("*tokenizer*.json"))}
-
-
-def check_same_vocabulary(init_from: str | Path, run_dir: Path) -> None:
-    """`init_from` weights index their embeddings by the other run's vocabulary: any
-    difference (not only of size) makes every row mean another word."""
-    source_dir = resolve_init_from(init_from).parent.parent
-    theirs = _vocabularies(source_dir) if (source_dir / "config.yaml").exists() else {}
-    mine = _vocabularies(run_dir)
-    for name, vocab in theirs.items():
-        if name in mine and mine[name] != vocab:
-            differ = sum(1 for piece, i in vocab.items() if mine[name].get(piece) != i)
-            raise ConfigError(
-                f"init_from={init_from}: its vocabulary {name} differs from this run's ({differ} of {len(vocab)} "
-                "pieces map to other ids); reuse that run's tokenizer (task.adapter.tokenizer.from_run=<its run dir>, "
-                "or copy its tokenizer files into the new run directory)"
-            )
-
-
-def load_init_weights(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+def load_init_weights(model: torch.nn.Module, path: str | Path, checkpoint: dict | None = None) -> tuple[list[str], list[str]]:
     """Loads `init_from` weights (non-strict: new heads may be missing); a shape mismatch,
-    usually a different vocabulary, is a clear error instead of a stack trace."""
-    ckpt = resolve_init_from(path)
-    weights, own = load_weights(ckpt), model.state_dict()
+    usually a different vocabulary, is a clear error instead of a stack trace. `checkpoint`:
+    the file at `path`, when already read."""
+    weights, own = model_weights(checkpoint or read_checkpoint(resolve_init_from(path))), model.state_dict()
     clash = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items() if k in own and v.shape != own[k].shape]
     if clash:
         raise ConfigError(
             f"init_from={path}: {len(clash)} weight(s) differ in shape from this model ({clash[0]}, ...); "
-            "a different vocabulary? reuse that run's tokenizer (translation: task.adapter.tokenizer.from_run=<run dir>) "
-            "and the same model sizes"
+            "another model? init_from brings that run's vocabulary and model sizes unless the command line changes them"
         )
     missing, unexpected = model.load_state_dict(weights, strict=False)
     return missing, unexpected

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
+from encdec.data.vocabulary import SPEC_KEY, check_vocabulary, vocabulary_spec
 from encdec.decoding.search import Search
 from encdec.distributed import destroy_process_group_at_exit
 from encdec.fault_tolerance import NonFiniteGuard, divergence_hint
@@ -71,6 +72,13 @@ class EncDecModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # runs in every worker once the strategy has opened the process group
         destroy_process_group_at_exit()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[SPEC_KEY] = vocabulary_spec(self.adapter.vocabularies())  # what the ids mean
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_vocabulary(checkpoint.get(SPEC_KEY), self.adapter.vocabularies(), "resume",
+                         "the run directory's tokenizer files were replaced: restore them")
 
     # -- training -------------------------------------------------------------------------
     def _context(self, batch: Batch) -> StepContext:

@@ -7,7 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.build import build_adapter, build_model
-from encdec.checkpointing import load_weights
+from encdec.checkpointing import model_weights, read_checkpoint
+from encdec.data.vocabulary import SPEC_KEY, check_vocabulary
 from encdec.errors import ConfigError
 
 
@@ -26,6 +27,9 @@ def load_run(run_dir: str | Path, checkpoint: str, stage: str, data_overrides: D
         raise ConfigError(f"checkpoint={checkpoint}: {ckpt} does not exist (use best, last or a .ckpt path)")
     adapter = build_adapter(cfg)
     adapter.setup(run_dir, stage=stage)
+    checkpoint = read_checkpoint(ckpt)
+    check_vocabulary(checkpoint.get(SPEC_KEY), adapter.vocabularies(), f"checkpoint {ckpt}",
+                     f"use it with the run directory that trained it, not {run_dir}")
     model = build_model(cfg, adapter)
-    model.load_state_dict(load_weights(ckpt))
+    model.load_state_dict(model_weights(checkpoint))
     return cfg, adapter, model.eval()

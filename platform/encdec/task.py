@@ -13,7 +13,6 @@ the run before any data is read (`check_reader`). The shapes and their protocols
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,11 @@ from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, TypeVa
 
 from torch import Tensor
 
-from encdec.data.tokenizer import SubwordTokenizer
+from encdec.data.vocabulary import Vocabulary, load_or_build
 from encdec.errors import ConfigError
 from encdec.types import Batch
 
 Example = dict[str, Any]
-log = logging.getLogger(__name__)
 Record = TypeVar("Record", covariant=True)
 
 
@@ -143,17 +141,29 @@ class TaskAdapter(ABC):
     @abstractmethod
     def collate(self, examples: list[Example]) -> Batch: ...
 
-    @abstractmethod
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        """The task's vocabularies by role, "source" and/or "target" (one object for both when
+        they are shared), each an `encdec.data.vocabulary.Vocabulary` (BPE, unigram,
+        word-level or pretrained) saved in the run directory by `setup`. Their spec goes into
+        every checkpoint; `init_from` copies their files into the new run; the defaults below
+        read them, and objective=denoise takes its mask id from the source vocabulary."""
+        return {}
+
     def special_ids(self) -> dict[str, int]:
         """Target-side ids: {'bos_id', 'eos_id', 'pad_id'}."""
+        t = self.vocabularies()["target"]
+        return {"bos_id": t.bos_id, "eos_id": t.eos_id, "pad_id": t.pad_id}
 
-    @abstractmethod
     def encoder_kwargs(self) -> dict[str, Any]:
-        """What an encoder may need from the data (e.g. vocab_size, pad_id)."""
+        """What an encoder may need from the data (e.g. vocab_size, pad_id); nothing for a
+        source without a vocabulary (pixels)."""
+        s = self.vocabularies().get("source")
+        return {} if s is None else {"vocab_size": s.size, "pad_id": s.pad_id}
 
-    @abstractmethod
     def decoder_kwargs(self) -> dict[str, Any]:
         """What a decoder may need from the data (e.g. vocab_size, pad_id)."""
+        t = self.vocabularies()["target"]
+        return {"vocab_size": t.size, "pad_id": t.pad_id}
 
     @abstractmethod
     def decode(self, tokens: Tensor) -> list[Any]:
@@ -183,31 +193,18 @@ class TaskAdapter(ABC):
 
 
 class SharedVocabularyTask(TaskAdapter):
-    """An adapter whose target side (and text source, if any) uses one subword tokenizer,
-    `self.tok`, trained on the training split and saved with the run as tokenizer.json.
-    Subclasses set `self.tok_cfg` ({'model', 'vocab_size'}) and call `load_or_train_tokenizer`
-    from `setup`."""
+    """An adapter whose target side (and text source, if any) uses one vocabulary, `self.tok`,
+    saved with the run as tokenizer.json: trained on the training split (`self.tok_cfg`
+    {'model': bpe | unigram | word, 'vocab_size'}) or, with `'pretrained': <model folder>`,
+    that folder's tokenizer.json. Subclasses call `load_or_train_tokenizer` from `setup`."""
 
     tok: Any = None
     tok_cfg: dict[str, Any]
 
     def load_or_train_tokenizer(self, run_dir: Path, stage: str, train_texts: Callable[[], Iterable[str]]) -> None:
-        path = Path(run_dir) / "tokenizer.json"
-        if path.exists():
-            self.tok = SubwordTokenizer.load(path)
-            return
-        if stage != "fit":
-            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
         cfg = self.tok_cfg
-        self.tok = SubwordTokenizer.train(list(train_texts()), vocab_size=cfg["vocab_size"], model=cfg["model"])
-        self.tok.save(path)
-        log.info("%s: trained a %s tokenizer, %d pieces", type(self).__name__, cfg["model"], self.tok.vocab_size)
+        self.tok = load_or_build(run_dir, "tokenizer.json", stage, lambda: Vocabulary.pretrained(cfg["pretrained"])
+                                 if cfg.get("pretrained") else Vocabulary.train(list(train_texts()), cfg["vocab_size"], cfg["model"]))
 
-    def special_ids(self) -> dict[str, int]:
-        return {"bos_id": self.tok.bos_id, "eos_id": self.tok.eos_id, "pad_id": self.tok.pad_id}
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tok.vocab_size, "pad_id": self.tok.pad_id}
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"source": self.tok, "target": self.tok}

@@ -79,6 +79,7 @@ def check_adapter_contract(task: str, tmp_path: Path, searchpath: Sequence[str] 
     """Every check the core relies on, run on the task's fixture; fails with an AssertionError
     saying what the adapter got wrong."""
     from encdec.build import build_adapter, build_model
+    from encdec.data.vocabulary import Vocabulary, spec_difference, vocabulary_spec
     from encdec.decoding import Greedy
     from encdec.objectives import MLE
     from encdec.types import Batch, EncoderOutput
@@ -146,3 +147,6 @@ def check_adapter_contract(task: str, tmp_path: Path, searchpath: Sequence[str] 
     fresh.setup(run_dir, stage="eval")
     again = fresh.collate(list(fresh.examples("val"))[:5])
     assert torch.equal(again.src, batch.src) and torch.equal(again.tgt_out, batch.tgt_out), "vocabulary reloads differently"
+    assert all(isinstance(v, Vocabulary) for v in adapter.vocabularies().values()), "vocabularies(): role -> Vocabulary"
+    changed = spec_difference(vocabulary_spec(adapter.vocabularies()), vocabulary_spec(fresh.vocabularies()))
+    assert changed is None, f"the reloaded vocabulary differs: {changed}"

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from encdec.data.collate import teacher_forcing
-from encdec.data.tokenizer import SubwordTokenizer
+from encdec.data.vocabulary import Vocabulary
 from encdec.errors import ConfigError, DataError
 from encdec.modules.image_encoders import input_transform
 from encdec.task import Example, ImageCell, MetricReport, SampleTable, SharedVocabularyTask
@@ -54,7 +54,7 @@ class CaptioningTask(SharedVocabularyTask):
         self.tok_cfg = {"model": "bpe", "vocab_size": 5000, **(tokenizer or {})}
         self.max_caption_len, self.meteor, self.thumbnail_size = max_caption_len, meteor, thumbnail_size
         self.transform = input_transform(image_model, image_size)
-        self.tok: SubwordTokenizer | None = None
+        self.tok: Vocabulary | None = None
         self._cache: dict[str, list[Example]] = {}
         self._reward_scorer: M.SentenceCiderD | None = None
 
@@ -62,8 +62,8 @@ class CaptioningTask(SharedVocabularyTask):
     def setup(self, run_dir: Path, stage: str) -> None:
         self.load_or_train_tokenizer(run_dir, stage, lambda: [c for item in self.data.read("train") for c in item.captions])
 
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {}  # an image encoder needs nothing from the captions
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"target": self.tok}  # the source is pixels
 
     # -- examples and batches -------------------------------------------------------------
     def _encode(self, text: str) -> Tensor:

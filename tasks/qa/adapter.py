@@ -12,7 +12,6 @@ encoder.model_dir, so the folder is named once).
 from __future__ import annotations
 
 import logging
-import shutil
 import string
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ import torch
 from torch import Tensor
 
 from encdec.data.collate import pad_source, teacher_forcing
-from encdec.data.pretrained_tokenizer import PretrainedTokenizer
-from encdec.data.tokenizer import SubwordTokenizer
+from encdec.data.vocabulary import Vocabulary
 from encdec.errors import DataError
 from encdec.task import Example, MetricReport, SampleTable, SharedVocabularyTask
 from encdec.types import Batch
@@ -76,18 +74,11 @@ class QATask(SharedVocabularyTask):
         self.tok_cfg = {"model": "bpe", "vocab_size": 4000, "pretrained": None, **(tokenizer or {})}
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
         self.drop_cut_answers = drop_cut_answers
-        self.tok: SubwordTokenizer | None = None
+        self.tok: Vocabulary | None = None
         self._cache: dict[str, list[Example]] = {}
 
     # -- vocabulary -----------------------------------------------------------------------
     def setup(self, run_dir: Path, stage: str) -> None:
-        path = Path(run_dir) / "tokenizer.json"
-        pretrained = self.tok_cfg["pretrained"]
-        if pretrained:
-            self.tok = PretrainedTokenizer.from_model_dir(pretrained)
-            if stage == "fit" and not path.exists():  # a copy with the run, for the record
-                shutil.copyfile(Path(pretrained).expanduser() / "tokenizer.json", path)
-            return
         self.load_or_train_tokenizer(run_dir, stage, self._tokenizer_texts)
 
     def _tokenizer_texts(self) -> list[str]:
@@ -102,7 +93,7 @@ class QATask(SharedVocabularyTask):
         tok = self.tok
         q = tok.encode(question)
         enc = tok.tok.encode(context, add_special_tokens=False)
-        bert = isinstance(tok, PretrainedTokenizer)
+        bert = tok.kind == "pretrained"
         head, tail = ([tok.bos_id] if bert else []), ([tok.eos_id] if bert else [])
         q = q[: max(1, self.max_src_len // 2)]  # a runaway question never pushes out all context
         budget = max(0, self.max_src_len - len(head) - len(q) - 1 - len(tail))

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from encdec.data.vocabulary import Vocabulary, load_or_build
 from encdec.errors import ConfigError, DataError
 from encdec.task import Example, MetricReport, SampleTable, TaskAdapter
 from encdec.types import Batch
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIALS = 3
-VOCAB_FILE = "items.json"
+ITEM_SPECIALS = ("<pad>", "<s>", "</s>")  # no unknown item: items the run never saw are dropped
+VOCAB_FILE = "items.json"  # titles and genres (and the items, in runs written before tokenizer.json)
 
 
 class ItemList(list):
@@ -101,35 +103,36 @@ class RecommendationTask(TaskAdapter):
         return self._sequences
 
     def setup(self, run_dir: Path, stage: str) -> None:
-        path = Path(run_dir) / VOCAB_FILE
-        if path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            self.items, self.titles, self.genres = saved["items"], saved["titles"], saved["genres"]
+        """The items are a closed word-level vocabulary (tokenizer.json), ids from 3 on."""
+        meta = Path(run_dir) / VOCAB_FILE
+        if meta.exists() and not (Path(run_dir) / "tokenizer.json").exists():  # a run from before tokenizer.json
+            self.vocab = Vocabulary.closed(json.loads(meta.read_text(encoding="utf-8"))["items"], ITEM_SPECIALS)
+        else:
+            self.vocab = load_or_build(run_dir, "tokenizer.json", stage, lambda: Vocabulary.closed(
+                dict.fromkeys(item for seq in self._read_sequences().values() for item in seq), ITEM_SPECIALS))
+        pieces = sorted(self.vocab.tok.get_vocab().items(), key=lambda kv: kv[1])
+        self.items = [piece for piece, _ in pieces[NUM_SPECIALS:]]
+        self.index = {item: i + NUM_SPECIALS for i, item in enumerate(self.items)}
+        if meta.exists():
+            saved = json.loads(meta.read_text(encoding="utf-8"))
+            self.titles, self.genres = saved["titles"], saved["genres"]
         elif stage == "fit":
             sequences = self._read_sequences()
-            seen = dict.fromkeys(item for seq in sequences.values() for item in seq)
-            self.items = list(seen)
             self.titles = {i: self.titles[i] for i in self.items if i in self.titles}
             self.genres = {i: self.genres[i] for i in self.items if i in self.genres}
-            path.write_text(json.dumps({"items": self.items, "titles": self.titles, "genres": self.genres}) + "\n")
+            meta.write_text(json.dumps({"titles": self.titles, "genres": self.genres}) + "\n")
             log.info("%d users, %d items, %d interactions", len(sequences), len(self.items),
                      sum(map(len, sequences.values())))
-        else:
-            raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
-        self.index = {item: i + NUM_SPECIALS for i, item in enumerate(self.items)}
 
-    def special_ids(self) -> dict[str, int]:
-        return {"bos_id": BOS, "eos_id": EOS, "pad_id": PAD}
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"source": self.vocab, "target": self.vocab}
+
+    def decoder_kwargs(self) -> dict[str, Any]:
+        return {**super().decoder_kwargs(), "bos_id": BOS}
 
     @property
     def vocab_size(self) -> int:
-        return len(self.items) + NUM_SPECIALS
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "pad_id": PAD}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "pad_id": PAD, "bos_id": BOS}
+        return self.vocab.size
 
     # -- examples and batches -------------------------------------------------------------
     def _example(self, user: str, history: Sequence[str], targets: Sequence[str] | None) -> Example:

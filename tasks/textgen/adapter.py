@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from encdec.data.collate import pad_source, teacher_forcing
-from encdec.data.tokenizer import SubwordTokenizer
+from encdec.data.vocabulary import Vocabulary
 from encdec.errors import ConfigError
 from encdec.task import Example, MetricReport, SampleTable, SharedVocabularyTask
 from encdec.types import Batch
@@ -53,7 +53,7 @@ class TextGenTask(SharedVocabularyTask):
         self.max_target_tokens, self.prefix_words = max_len - 1, prefix_words
         self.bleu_orders = tuple(int(n) for n in bleu_orders)
         self.max_eval_samples = max_eval_samples
-        self.tok: SubwordTokenizer | None = None
+        self.tok: Vocabulary | None = None
         self._cache: dict[str, list[Example]] = {}
 
     # -- vocabulary ---------------------------------------------------------------------------

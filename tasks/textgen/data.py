@@ -16,12 +16,6 @@ from encdec_tasks.translation.data import Multi30k, read_lines
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
 
-def oracle_special_ids(vocab_size: int) -> dict[str, int]:
-    """Oracle tokens keep their ids 0..V-1 (0 is also the oracle's own start token, a normal
-    output); the generator's specials go after them."""
-    return {"pad_id": vocab_size, "bos_id": vocab_size + 1, "eos_id": vocab_size + 2}
-
-
 def collate_oracle(tokens: torch.Tensor, ids: dict[str, int]) -> Batch:
     """Fixed-length oracle sequences [B, 20] -> a batch (a dummy one-token source)."""
     rows = tokens.size(0)

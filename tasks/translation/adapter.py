@@ -11,9 +11,8 @@ from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor
 
 from encdec.data.collate import pad_source, teacher_forcing
-from encdec.data.pretrained_tokenizer import PretrainedTokenizer
-from encdec.data.tokenizer import SubwordTokenizer
-from encdec.errors import ConfigError, DataError
+from encdec.data.vocabulary import Vocabulary, load_or_build
+from encdec.errors import DataError
 from encdec.task import Example, MetricReport, TaskAdapter
 from encdec.types import Batch
 from encdec_tasks.translation.rewards import sentence_bleu
@@ -36,72 +35,31 @@ class TranslationTask(TaskAdapter):
         self.data = data
         self.tok_cfg = {
             **{"model": "bpe", "vocab_size": 8000, "joint": True},
-            **{"from_run": None, "mask_token": True, "pretrained": None},
+            **{"mask_token": True, "pretrained": None},
             **(tokenizer or {}),
         }
         self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
-        self.src_tok: SubwordTokenizer | None = None
-        self.tgt_tok: SubwordTokenizer | None = None
+        self.src_tok: Vocabulary | None = None
+        self.tgt_tok: Vocabulary | None = None
         self._cache: dict[str, list[Example]] = {}
 
     # -- vocabularies ---------------------------------------------------------------------
-    def _paths(self, run_dir: Path) -> tuple[Path, Path]:
-        if self.tok_cfg["joint"]:
-            return run_dir / "tokenizer.json", run_dir / "tokenizer.json"
-        return run_dir / "tokenizer.src.json", run_dir / "tokenizer.tgt.json"
-
     def setup(self, run_dir: Path, stage: str) -> None:
-        if self.tok_cfg["pretrained"]:  # a pretrained encoder's folder: its tokenizer on both sides
-            self.src_tok = self.tgt_tok = PretrainedTokenizer.from_model_dir(self.tok_cfg["pretrained"])
+        cfg = self.tok_cfg
+        if cfg["pretrained"]:  # a pretrained encoder's folder: its tokenizer on both sides
+            self.src_tok = self.tgt_tok = Vocabulary.pretrained(cfg["pretrained"])
             return
-        src_path, tgt_path = self._paths(Path(run_dir))
-        if src_path.exists() and tgt_path.exists():
-            self.src_tok, self.tgt_tok = SubwordTokenizer.load(src_path), SubwordTokenizer.load(tgt_path)
-            return
-        if stage != "fit":
-            raise ConfigError(f"{src_path} not found: is {run_dir} a run directory of encdec-train?")
-        if self.tok_cfg["from_run"]:
-            self._copy_from_run(Path(self.tok_cfg["from_run"]), src_path, tgt_path)
-            return
-        train = self.data.read("train")
-        train_kw = {k: self.tok_cfg[k] for k in ("vocab_size", "model", "mask_token")}
-        if self.tok_cfg["joint"]:
-            self.src_tok = self.tgt_tok = SubwordTokenizer.train(
-                [s for pair in train for s in pair], **train_kw
-            )
+        train_kw = {k: cfg[k] for k in ("vocab_size", "model", "mask_token")}
+        side = lambda i: lambda: Vocabulary.train([pair[i] for pair in self.data.read("train")], **train_kw)  # noqa: E731
+        if cfg["joint"]:
+            both = lambda: Vocabulary.train([s for pair in self.data.read("train") for s in pair], **train_kw)  # noqa: E731
+            self.src_tok = self.tgt_tok = load_or_build(run_dir, "tokenizer.json", stage, both)
         else:
-            self.src_tok = SubwordTokenizer.train([s for s, _ in train], **train_kw)
-            self.tgt_tok = SubwordTokenizer.train([t for _, t in train], **train_kw)
-        self.src_tok.save(src_path)
-        self.tgt_tok.save(tgt_path)
-        log.info("trained %s tokenizer(s): %d / %d pieces", self.tok_cfg["model"], self.src_tok.vocab_size, self.tgt_tok.vocab_size)
+            self.src_tok = load_or_build(run_dir, "tokenizer.src.json", stage, side(0))
+            self.tgt_tok = load_or_build(run_dir, "tokenizer.tgt.json", stage, side(1))
 
-    def _copy_from_run(self, other: Path, src_path: Path, tgt_path: Path) -> None:
-        """The vocabulary of another run (e.g. the pre-training run an `init_from` checkpoint
-        comes from), so token ids mean the same in both."""
-        other_src, other_tgt = self._paths(other)
-        for path in (other_src, other_tgt):
-            if not path.exists():
-                raise ConfigError(
-                    f"task.adapter.tokenizer.from_run={other}: {path.name} not found there "
-                    f"(is it a run directory of encdec-train with tokenizer.joint={self.tok_cfg['joint']}?)"
-                )
-        self.src_tok, self.tgt_tok = SubwordTokenizer.load(other_src), SubwordTokenizer.load(other_tgt)
-        self.src_tok.save(src_path)
-        self.tgt_tok.save(tgt_path)
-        log.info("tokenizer(s) copied from %s", other)
-
-    def special_ids(self) -> dict[str, int]:
-        t = self.tgt_tok
-        return {"bos_id": t.bos_id, "eos_id": t.eos_id, "pad_id": t.pad_id}
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        # a <mask> id only where the source is written in the target's vocabulary (denoising)
-        mask = {"mask_id": self.src_tok.mask_id} if self.tok_cfg["joint"] and self.src_tok.mask_id is not None else {}
-        return {"vocab_size": self.src_tok.vocab_size, "pad_id": self.src_tok.pad_id, **mask}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.tgt_tok.vocab_size, "pad_id": self.tgt_tok.pad_id}
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"source": self.src_tok, "target": self.tgt_tok}
 
     # -- examples and batches -------------------------------------------------------------
     def _encode(self, sources: list[str], targets: list[str] | None) -> list[Example]:

@@ -322,22 +322,6 @@ def test_checkpoints_with_nonfinite_weights_are_never_written(tmp_path):
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(2))
 
 
-def test_init_from_a_run_with_another_vocabulary_of_the_same_size_is_refused(tmp_path):
-    from encdec.checkpointing import AtomicCheckpointIO, check_same_vocabulary
-    from encdec.data.tokenizer import SubwordTokenizer
-    from encdec.errors import ConfigError
-
-    source, target = tmp_path / "source", tmp_path / "target"
-    for run, words in [(source, "ein hund läuft im park"), (target, "a dog runs in the park")]:
-        run.mkdir()
-        (run / "config.yaml").write_text("seed: 1\n")
-        SubwordTokenizer.train([words] * 20, vocab_size=40).save(run / "tokenizer.json")
-    AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, source / "checkpoints" / "best.ckpt")
-    with pytest.raises(ConfigError, match=r"init_from=.*its vocabulary tokenizer\.json differs from this run's"):
-        check_same_vocabulary(source, target)
-    check_same_vocabulary(source, source)  # the same vocabulary passes
-
-
 def test_every_epoch_gets_its_own_batch_order(tiny_corpus, tmp_path):
     """Lightning calls set_epoch only on a sampler inside a batch sampler; the token-budget
     batch sampler is told its epoch by the DataPosition callback."""

@@ -33,7 +33,7 @@ def plan(name: str, dest: Path, vocab: str, package: str | None = None) -> dict[
     render = lambda template: Template((TEMPLATES / template).read_text(encoding="utf-8")).substitute(values)  # noqa: E731
     files = {
         dest / name / "__init__.py": render("__init__.py.tmpl"),
-        dest / name / "adapter.py": render(f"adapter_{vocab}.py.tmpl"),
+        dest / name / "adapter.py": render("adapter.py.tmpl"),  # the task yaml picks the vocabulary
         dest / name / "data.py": render("data.py.tmpl"),
         dest / name / "fixtures.py": render("fixtures.py.tmpl"),
         conf / "task" / f"{name}.yaml": render(f"task_{vocab}.yaml.tmpl"),

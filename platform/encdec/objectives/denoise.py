@@ -96,21 +96,22 @@ class Denoise(Objective):
         self.src_pad_id: int | None = None
 
     def setup(self, model, adapter) -> None:
-        enc_kw, dec_kw = adapter.encoder_kwargs(), adapter.decoder_kwargs()
-        if enc_kw.get("vocab_size") != dec_kw.get("vocab_size"):
+        vocabularies = adapter.vocabularies()
+        source, target = vocabularies.get("source"), vocabularies.get("target")
+        if source is None or target is None or source.spec().fingerprint != target.spec().fingerprint:
             raise ConfigError(
                 "objective=denoise feeds noised targets to the encoder, so the encoder and decoder "
                 "must share one vocabulary (translation: task.adapter.tokenizer.joint=true)"
             )
-        if self.mask_id is None:  # the source vocabulary's <mask>, reported with its other ids
-            self.mask_id = enc_kw.get("mask_id")
+        if self.mask_id is None:  # part of the vocabulary's spec, saved with the run
+            self.mask_id = source.mask_id
         if self.mask_id is None:
             raise ConfigError(
                 "objective=denoise needs a mask token: the task's vocabulary has none (a tokenizer "
                 "trained without <mask>?); train one with task.adapter.tokenizer.mask_token=true "
                 "(and tokenizer.joint=true) or set objective.mask_id"
             )
-        self.src_pad_id = enc_kw["pad_id"] if "pad_id" in enc_kw else model.pad_id
+        self.src_pad_id = source.pad_id
 
     def noise(self, tokens: list[int], gen: torch.Generator) -> list[int]:
         out = infill(tokens, self.mask_id, self.mask_ratio, self.poisson_lambda, gen)

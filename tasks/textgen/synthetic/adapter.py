@@ -9,9 +9,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from encdec.data.vocabulary import BOS, EOS, PAD, Vocabulary
 from encdec.task import Example, MetricReport, SampleTable, TaskAdapter
 from encdec.types import Batch
-from encdec_tasks.textgen.data import collate_oracle, oracle_special_ids
+from encdec_tasks.textgen.data import collate_oracle
 
 
 class OracleTextGenTask(TaskAdapter):
@@ -26,22 +27,17 @@ class OracleTextGenTask(TaskAdapter):
         # `tokenizer` is accepted and unused (ids are the oracle's own), so task-agnostic
         # overrides such as a tiny test vocabulary apply to every task config alike
         self.data = data
-        self.ids = oracle_special_ids(5000)
         self._cache: dict[str, list[Example]] = {}
 
     def setup(self, run_dir: Path, stage: str) -> None:
-        oracle = self.data.oracle()
-        self.ids = oracle_special_ids(oracle.vocab_size)
-        self.vocab_size = oracle.vocab_size + 3
+        # the oracle's tokens keep their ids 0..V-1 (0 is also its start token, a normal
+        # output); the generator's specials go after them
+        size = self.data.oracle().vocab_size
+        self.vocab = Vocabulary.closed([*map(str, range(size)), PAD, BOS, EOS], specials=())
+        self.ids = self.special_ids()
 
-    def special_ids(self) -> dict[str, int]:
-        return dict(self.ids)
-
-    def encoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "pad_id": self.ids["pad_id"]}
-
-    def decoder_kwargs(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "pad_id": self.ids["pad_id"]}
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"source": self.vocab, "target": self.vocab}
 
     def examples(self, split: str) -> Sequence[Example]:
         if split not in self._cache:
