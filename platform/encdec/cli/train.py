@@ -8,7 +8,6 @@ from its `last.ckpt`; a new run never overwrites a trained model unless `overwri
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,16 +38,17 @@ from encdec.lightning_module import EncDecModule
 from encdec.loggers import CSVLogger
 from encdec.progress import print_run_summary
 from encdec.reporting import log_config
-from encdec.run_guard import RunDirectoryLock, refuse_overwrite
+from encdec.run_guard import RunDirectoryLock, record_job, refuse_overwrite, requeued_job
 from encdec.sweep import optimized_value
 from encdec.validation import validate_train_config
 
 log = logging.getLogger("encdec.train")
 
 
-def resume_config(run_dir: Path) -> DictConfig:
+def resume_config(run_dir: Path, requeued: bool = False) -> DictConfig:
     """The saved config of the run being resumed, with this command's plain `key=value`
-    overrides on top (e.g. a larger trainer.max_steps)."""
+    overrides on top (e.g. a larger trainer.max_steps). A requeued job runs its first command
+    again: its group choices are the ones that made the saved config."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; is it a run directory of encdec-train?")
@@ -57,17 +57,11 @@ def resume_config(run_dir: Path) -> DictConfig:
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")]
     groups = set(hydra_cfg.runtime.choices)
     bad = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
-    if bad:
+    if bad and not requeued:
         raise ConfigError(f"resume cannot change config groups ({', '.join(bad)}); start a new run instead")
-    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
+    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist([o for o in overrides if o not in bad]))
     cfg.resume = str(run_dir)
     return cfg
-
-
-def requeued_by_slurm(run_dir: Path) -> bool:
-    """A SLURM job requeued after preemption runs the same command again: it continues the
-    run it left instead of being refused as an overwrite."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
 class TrainResult(NamedTuple):
@@ -81,8 +75,10 @@ def train(cfg: DictConfig) -> TrainResult:
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     preemption = Preemption(last_ckpt)
     preemption.install()  # a signal from here on exits cleanly (and saves, once training runs)
-    if cfg.resume or requeued_by_slurm(run_dir):
-        cfg = resume_config(run_dir)
+    command = list(HydraConfig.get().overrides.task)
+    requeued = requeued_job(run_dir, command)  # a preempted job started again continues its own run
+    if cfg.resume or requeued:
+        cfg = resume_config(run_dir, requeued=bool(requeued))
     validate_train_config(cfg, CONF_DIR, HydraConfig.get().runtime.choices)
     resuming = bool(cfg.resume)
 
@@ -92,20 +88,23 @@ def train(cfg: DictConfig) -> TrainResult:
         for stale in remove_stale_temporaries(run_dir / "checkpoints"):
             log.info("removed %s, left by a process killed while writing it", stale.name)
         refuse_overwrite(run_dir, resuming, bool(cfg.get("overwrite")))
+        record_job(run_dir, command)
     try:
-        return _train(cfg, run_dir, last_ckpt, preemption, resuming)
+        return _train(cfg, run_dir, last_ckpt, preemption, resuming, requeued)
     finally:
         lock.release()
         preemption.uninstall()
 
 
-def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool) -> TrainResult:
+def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool,
+           requeued: str | None = None) -> TrainResult:
     resume_step = None
     if resuming:
         if not last_ckpt.exists():
             raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to resume from")
         resume_step = int(read_checkpoint(last_ckpt).get("global_step", 0))  # a corrupt file stops here
-        log.info("resuming %s from checkpoints/last.ckpt at step %d", run_dir, resume_step)
+        log.info("%sresuming %s from checkpoints/last.ckpt at step %d",
+                 f"requeued job {requeued}: " if requeued else "", run_dir, resume_step)
     if resuming and cfg.seed != OmegaConf.load(run_dir / "config.yaml").seed:
         log.warning("seed=%s has no effect on a resumed run: the data order and random state continue from the checkpoint", cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
