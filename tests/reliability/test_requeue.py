@@ -30,7 +30,7 @@ from encdec.run_guard import JOB_RECORD, record_job, requeued_job
 TRAIN_ARGS = [
     "loader.max_sentences=60", "loader.max_tokens=4096", "trainer.max_epochs=100", "trainer.max_steps=16",
     "test_after_training=false", "checkpoint_every_minutes=null", "checkpoint_every_n_steps=4",
-    "trainer.log_every_n_steps=1",
+    "trainer.log_every_n_steps=1", "trainer.max_time=00:00:30:00",  # escaped in a sweep job's overrides
 ]
 
 

@@ -15,6 +15,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -52,14 +53,20 @@ def resume_config(run_dir: Path, requeued: bool = False) -> DictConfig:
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; is it a run directory of encdec-train?")
-    saved = OmegaConf.load(saved_path)
+    cfg = OmegaConf.load(saved_path)
     hydra_cfg = HydraConfig.get()
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")]
+    # Hydra's parser, not a plain split: a sweep job's overrides come escaped (00\:30\:00)
+    overrides = OverridesParser.create().parse_overrides([o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
     groups = set(hydra_cfg.runtime.choices)
-    bad = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
+    bad = [o.input_line for o in overrides if o.key_or_group in groups]
     if bad and not requeued:
         raise ConfigError(f"resume cannot change config groups ({', '.join(bad)}); start a new run instead")
-    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist([o for o in overrides if o not in bad]))
+    for o in overrides:
+        if o.key_or_group in groups:
+            continue
+        if o.is_delete():
+            raise ConfigError(f"resume cannot remove {o.key_or_group} ({o.input_line}); start a new run instead")
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
     cfg.resume = str(run_dir)
     return cfg
 
