@@ -200,6 +200,9 @@ class Preemption(pl.Callback):
         signum = self._received_anywhere(trainer)
         if signum is None:
             return
+        # Lightning logs a step's metrics after these hooks: logged now, the step the run
+        # resumes from leaves no gap in its logs (the CSV keeps every row before it)
+        trainer._logger_connector.update_train_step_metrics()
         self._save(trainer, signum)
         self._hand_over(signum)  # e.g. submitit requeues the job, which then resumes its run directory
         raise SystemExit(128 + signum)
