@@ -73,8 +73,9 @@ def refuse_overwrite(run_dir: Path, resuming: bool, overwrite: bool) -> None:
 def scheduler_job_id() -> str | None:
     """The id of the scheduler job this process belongs to, None outside one. Every attempt of a
     requeued job has the same id (SLURM keeps a requeued job's id; submitit's local executor
-    restarts the task under the same controller), and no two jobs share one. submitit's id is
-    the one naming the job's log folder (`.submitit/<id>/`; `<array id>_<task>` in an array)."""
+    restarts the task under the same controller, whose process id is its job id, unique among
+    running jobs). submitit's id is the one naming the job's log folder (`.submitit/<id>/`;
+    `<array id>_<task>` in an array)."""
     if os.environ.get("SUBMITIT_EXECUTOR"):
         try:
             import submitit
