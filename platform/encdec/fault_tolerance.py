@@ -111,12 +111,14 @@ class Preemption(pl.Callback):
     handler that was there before (submitit's, which requeues the job) runs after the save.
 
     Handlers are installed by `install()` before any expensive work: a signal that arrives
-    before training starts exits at once (there is nothing to save yet)."""
+    before training starts (or after it ended) exits at once, as does a second one; the
+    previous handler runs first there too, so a preempted job is requeued whenever it is hit."""
 
     def __init__(self, last_path: Path) -> None:
         self.last_path = Path(last_path)
         self.received: int | None = None
         self._training = False
+        self._trained = False  # training ran and ended (a signal then finds nothing left to save)
         self._previous: dict[int, Any] = {}
 
     # -- signal handling ------------------------------------------------------------------
@@ -139,11 +141,25 @@ class Preemption(pl.Callback):
     def _handle(self, signum: int, frame) -> None:
         name = SIGNALS.get(signum, str(signum))
         if self.received is not None or not self._training:
-            why = "second signal" if self.received is not None else "before training started"
+            why = ("second signal" if self.received is not None
+                   else "after training ended" if self._trained else "before training started")
             log.warning("%s %s: exiting now; %s is left as it was", name, why, self.last_path)
+            # Nothing to save, but the job still has to come back: a scheduler preempts a job
+            # whenever it needs the machine, also while it imports, reads data or trains its
+            # tokenizer. The previous handler (submitit's) requeues it, and the requeued job
+            # resumes the last checkpoint an earlier attempt left, or starts again.
+            self._hand_over(signum)
             raise SystemExit(128 + signum)
         self.received = signum
         log.warning("%s received: saving %s at the end of this step, then exiting", name, self.last_path)
+
+    def _hand_over(self, signum: int) -> None:
+        """Runs the handler that was installed before ours, e.g. submitit's, which requeues the
+        job and exits (status 144 under its local executor). Python's Ctrl-C handler is not
+        one to run: it would turn the clean exit into a KeyboardInterrupt traceback."""
+        previous = self._previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # Lightning's own SIGTERM handler, installed after this hook, calls ours after its own
@@ -151,7 +167,7 @@ class Preemption(pl.Callback):
         self._training = True
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self._training = False
+        self._training, self._trained = False, True
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         # A SIGTERM that lands after this callback's check in a step reaches Lightning's own
@@ -184,10 +200,11 @@ class Preemption(pl.Callback):
         signum = self._received_anywhere(trainer)
         if signum is None:
             return
+        # Lightning logs a step's metrics after these hooks: logged now, the step the run
+        # resumes from leaves no gap in its logs (the CSV keeps every row before it)
+        trainer._logger_connector.update_train_step_metrics()
         self._save(trainer, signum)
-        previous = self._previous.get(signum)
-        if callable(previous) and previous is not signal.default_int_handler:
-            previous(signum, None)  # e.g. submitit requeues the job, which then resumes its run directory
+        self._hand_over(signum)  # e.g. submitit requeues the job, which then resumes its run directory
         raise SystemExit(128 + signum)
 
 

@@ -1,15 +1,19 @@
-"""One training process per run directory, and no new run over a trained model."""
+"""One training process per run directory, no new run over a trained model, and the scheduler
+job that trains into it (so that a requeued job continues its own run)."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from encdec.errors import ConfigError
 
 LOCK_NAME = ".train.lock"
+JOB_RECORD = "scheduler_job.json"  # the scheduler job training into the run directory, and its command
 
 
 class RunDirectoryLock:
@@ -66,9 +70,57 @@ def refuse_overwrite(run_dir: Path, resuming: bool, overwrite: bool) -> None:
     )
 
 
+def scheduler_job_id() -> str | None:
+    """The id of the scheduler job this process belongs to, None outside one. Every attempt of a
+    requeued job has the same id (SLURM keeps a requeued job's id; submitit's local executor
+    restarts the task under the same controller, whose process id is its job id, unique among
+    running jobs). submitit's id is the one naming the job's log folder (`.submitit/<id>/`;
+    `<array id>_<task>` in an array)."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        try:
+            import submitit
+
+            return str(submitit.JobEnvironment().job_id)
+        except (ImportError, RuntimeError, KeyError):
+            pass  # not a submitit job after all: the scheduler's own variable below
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def requeued_job(run_dir: Path, command: Sequence[str]) -> str | None:
+    """The job id when this start is a requeue of the job that wrote the run directory's
+    `last.ckpt`: a scheduler restarting a preempted or timed-out job runs the same command (the
+    same overrides) under the same job id into the same directory, and must continue its run,
+    not be refused as an overwrite. Another command in the same job (a second encdec-train in an
+    interactive allocation) is not a requeue. SLURM's restart count says so too (a requeued
+    sbatch script started without submitit)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        return None
+    job = scheduler_job_id()
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        return job or "unknown"
+    try:
+        recorded = json.loads((run_dir / JOB_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return job if job is not None and recorded == {"job_id": job, "command": list(command)} else None
+
+
+def record_job(run_dir: Path, command: Sequence[str]) -> None:
+    """Notes the scheduler job now training into `run_dir` and its command (removes the note
+    outside a scheduler): only a later start of this very job resumes by itself."""
+    record, job = Path(run_dir) / JOB_RECORD, scheduler_job_id()
+    if job is None:
+        record.unlink(missing_ok=True)
+        return
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps({"job_id": job, "command": list(command)}, indent=1) + "\n")
+    os.replace(tmp, record)
+
+
 # What encdec-train writes into a run directory; `overwrite=true` removes exactly these (never
 # anything else a user keeps there) so that the new run shares nothing with the old one.
-RUN_ARTIFACTS = ("checkpoints", "csv", "tensorboard", "wandb", "metrics", "samples", "eval", "run_id", "config.yaml")
+RUN_ARTIFACTS = ("checkpoints", "csv", "tensorboard", "wandb", "metrics", "samples", "eval", "run_id", JOB_RECORD, "config.yaml")
 
 
 def clear_run_artifacts(run_dir: Path) -> None:

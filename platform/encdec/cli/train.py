@@ -8,7 +8,6 @@ from its `last.ckpt`; a new run never overwrites a trained model unless `overwri
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +16,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -42,35 +42,36 @@ from encdec.lightning_module import EncDecModule
 from encdec.loggers import CSVLogger
 from encdec.progress import print_run_summary
 from encdec.reporting import log_config
-from encdec.run_guard import RunDirectoryLock, refuse_overwrite
+from encdec.run_guard import RunDirectoryLock, record_job, refuse_overwrite, requeued_job
 from encdec.sweep import optimized_value
 from encdec.validation import validate_train_config
 
 log = logging.getLogger("encdec.train")
 
 
-def resume_config(run_dir: Path) -> DictConfig:
+def resume_config(run_dir: Path, requeued: bool = False) -> DictConfig:
     """The saved config of the run being resumed, with this command's plain `key=value`
-    overrides on top (e.g. a larger trainer.max_steps)."""
+    overrides on top (e.g. a larger trainer.max_steps). A requeued job runs its first command
+    again: its group choices are the ones that made the saved config."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; is it a run directory of encdec-train?")
-    saved = OmegaConf.load(saved_path)
+    cfg = OmegaConf.load(saved_path)
     hydra_cfg = HydraConfig.get()
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")]
+    # Hydra's parser, not a plain split: a sweep job's overrides come escaped (00\:30\:00)
+    overrides = OverridesParser.create().parse_overrides([o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
     groups = set(hydra_cfg.runtime.choices)
-    bad = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
-    if bad:
+    bad = [o.input_line for o in overrides if o.key_or_group in groups]
+    if bad and not requeued:
         raise ConfigError(f"resume cannot change config groups ({', '.join(bad)}); start a new run instead")
-    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
+    for o in overrides:
+        if o.key_or_group in groups:
+            continue
+        if o.is_delete():
+            raise ConfigError(f"resume cannot remove {o.key_or_group} ({o.input_line}); start a new run instead")
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
     cfg.resume = str(run_dir)
     return cfg
-
-
-def requeued_by_slurm(run_dir: Path) -> bool:
-    """A SLURM job requeued after preemption runs the same command again: it continues the
-    run it left instead of being refused as an overwrite."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
 class TrainResult(NamedTuple):
@@ -84,11 +85,13 @@ def train(cfg: DictConfig) -> TrainResult:
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     preemption = Preemption(last_ckpt)
     preemption.install()  # a signal from here on exits cleanly (and saves, once training runs)
-    if cfg.resume or requeued_by_slurm(run_dir):
-        cfg = resume_config(run_dir)
-    refuse_removed_keys(HydraConfig.get().overrides.task)
+    command = list(HydraConfig.get().overrides.task)
+    requeued = requeued_job(run_dir, command)  # a preempted job started again continues its own run
+    if cfg.resume or requeued:
+        cfg = resume_config(run_dir, requeued=bool(requeued))
+    refuse_removed_keys(command)
     if cfg.init_from and not cfg.resume:  # that run's model sizes and tokenizer options
-        adopt_source_config(cfg, HydraConfig.get().overrides.task)
+        adopt_source_config(cfg, command)
     validate_train_config(cfg, CONF_DIR, HydraConfig.get().runtime.choices)
     resuming = bool(cfg.resume)
 
@@ -98,20 +101,23 @@ def train(cfg: DictConfig) -> TrainResult:
         for stale in remove_stale_temporaries(run_dir / "checkpoints"):
             log.info("removed %s, left by a process killed while writing it", stale.name)
         refuse_overwrite(run_dir, resuming, bool(cfg.get("overwrite")))
+        record_job(run_dir, command)
     try:
-        return _train(cfg, run_dir, last_ckpt, preemption, resuming)
+        return _train(cfg, run_dir, last_ckpt, preemption, resuming, requeued)
     finally:
         lock.release()
         preemption.uninstall()
 
 
-def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool) -> TrainResult:
+def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preemption, resuming: bool,
+           requeued: str | None = None) -> TrainResult:
     resume_step = None
     if resuming:
         if not last_ckpt.exists():
             raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to resume from")
         resume_step = int(read_checkpoint(last_ckpt).get("global_step", 0))  # a corrupt file stops here
-        log.info("resuming %s from checkpoints/last.ckpt at step %d", run_dir, resume_step)
+        log.info("%sresuming %s from checkpoints/last.ckpt at step %d",
+                 f"requeued job {requeued}: " if requeued else "", run_dir, resume_step)
     if resuming and cfg.seed != OmegaConf.load(run_dir / "config.yaml").seed:
         log.warning("seed=%s has no effect on a resumed run: the data order and random state continue from the checkpoint", cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
