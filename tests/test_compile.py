@@ -140,7 +140,7 @@ def test_a_wrong_compile_or_matmul_precision_value_names_the_key(override, messa
         _validate([override])
 
 
-@pytest.mark.parametrize("precision", ["medium", "highest"])
+@pytest.mark.parametrize("precision", ["medium", "high"])
 def test_float32_matmul_precision_is_set_where_the_model_is_built(precision, tmp_path):
     from encdec.build import build_adapter, build_model
     from encdec.testing import tiny_task_config
