@@ -68,6 +68,21 @@ def test_gpu_precision_presets_are_bf16_autocast_or_fp16_with_a_gradient_scaler(
         assert cfg.model.float32_matmul_precision == "high"
 
 
+def test_the_progress_callback_survives_a_ddp_spawn_launch():
+    """trainer=ddp_cpu with the default callbacks: ddp_spawn pickles them into its workers, and
+    the progress callback's lock and ticker thread cannot be pickled; each worker makes its own."""
+    import io
+    import pickle
+
+    from encdec.progress import RunProgress
+
+    shipped = pickle.loads(pickle.dumps(RunProgress(every_seconds=3, plain=True)))
+    assert shipped.every_seconds == 3 and shipped.plain is True
+    shipped.stream = io.StringIO()
+    shipped._write("step 1")
+    assert shipped.stream.getvalue() == "step 1\n"
+
+
 def test_slurm_launcher_preset_runs_one_task_per_gpu():
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
