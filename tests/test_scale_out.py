@@ -43,7 +43,7 @@ def test_trainer_arguments_are_plain_keys_in_every_preset():
     import pytorch_lightning as pl
 
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters)
-    for preset in ["default", "ddp_cpu", "ddp", "fsdp", "multinode"]:
+    for preset in ["default", "ddp_cpu", "ddp", "fsdp", "gpu_bf16", "gpu_fp16", "multinode"]:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", [f"trainer={preset}", "trainer.max_time=00:01:00:00", "trainer.profiler=simple",
@@ -51,6 +51,36 @@ def test_trainer_arguments_are_plain_keys_in_every_preset():
         assert set(cfg.trainer) <= accepted, set(cfg.trainer) - accepted
         assert cfg.trainer.max_time == "00:01:00:00" and cfg.trainer.use_distributed_sampler is False
     assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+
+
+def test_gpu_precision_presets_are_bf16_autocast_or_fp16_with_a_gradient_scaler():
+    """What Lightning builds from each preset on a GPU: its mixed-precision plugin for CUDA,
+    with a gradient scaler for fp16 only; float32 matmuls on TF32 (model.float32_matmul_precision)."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    for preset, precision, scaled in [("gpu_bf16", "bf16-mixed", False), ("gpu_fp16", "16-mixed", True)]:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", [f"trainer={preset}"])
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1 and cfg.trainer.precision == precision
+        plugin = MixedPrecision(cfg.trainer.precision, device="cuda")
+        assert (plugin.scaler is not None) == scaled, preset
+        assert cfg.model.float32_matmul_precision == "high"
+
+
+def test_the_progress_callback_survives_a_ddp_spawn_launch():
+    """trainer=ddp_cpu with the default callbacks: ddp_spawn pickles them into its workers, and
+    the progress callback's lock and ticker thread cannot be pickled; each worker makes its own."""
+    import io
+    import pickle
+
+    from encdec.progress import RunProgress
+
+    shipped = pickle.loads(pickle.dumps(RunProgress(every_seconds=3, plain=True)))
+    assert shipped.every_seconds == 3 and shipped.plain is True
+    shipped.stream = io.StringIO()
+    shipped._write("step 1")
+    assert shipped.stream.getvalue() == "step 1\n"
 
 
 def test_slurm_launcher_preset_runs_one_task_per_gpu():

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from encdec.checkpointing import AtomicCheckpointIO, RNGStateCallback
+from encdec.compiling import CompileForward
 from encdec.errors import ConfigError, UserError
 from encdec.fault_tolerance import DataPosition, LastCheckpoint
 from encdec.model import EncoderDecoder
@@ -49,6 +51,11 @@ def build_adapter(cfg: DictConfig) -> TaskAdapter:
 
 
 def build_model(cfg: DictConfig, adapter: TaskAdapter) -> EncoderDecoder:
+    # how float32 matmuls run on a GPU (high: TF32 tensor cores), for every app that builds
+    # the model from a run's config; a config saved before the key existed leaves torch's own
+    precision = cfg.model.get("float32_matmul_precision")
+    if precision:
+        torch.set_float32_matmul_precision(precision)
     encoder = build_component(cfg.encoder, "encoder", **adapter.encoder_kwargs())
     decoder = build_component(cfg.decoder, "decoder", **adapter.decoder_kwargs())
     return EncoderDecoder(
@@ -145,6 +152,8 @@ def build_trainer(
     if cfg.get("checkpoint_every_minutes"):  # a hard kill (OOM, kill -9, node failure) loses at most this
         callbacks.append(LastCheckpoint(checkpoints, train_time_interval=timedelta(minutes=cfg.checkpoint_every_minutes)))
     callbacks += [RNGStateCallback(), DataPosition(), *(extra_callbacks or [])]
+    if cfg.model.get("compile"):
+        callbacks.append(CompileForward())
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
         **trainer_cfg,

@@ -45,5 +45,18 @@ class EncoderDecoder(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor) -> Tensor:
         return self.decoder(tgt_in, self.encode(src, src_mask))
 
+    def compile_forward(self) -> None:
+        """torch.compile the teacher-forced forward pass (the training step, the validation
+        loss), in place: `nn.Module.compile` keeps the parameter names, so a checkpoint has no
+        `_orig_mod.` prefix and loads into an uncompiled model. The graph is built at the first
+        call. Shapes: token-budget batches change their size and length every step; torch's
+        automatic dynamic shapes (dynamic=None) compile the first batch as it is and, at the
+        first batch of another shape, one graph with symbolic sizes that serves every later
+        batch. Not dynamic=True: it would also make the dropout rates symbolic, and
+        F.dropout(training=p > 0) then splits the forward into many small graphs. Decoding
+        (`encode`, then the decoder's `step` in a Python loop over a key/value cache that grows
+        and stops on EOS) is not this forward: it stays eager."""
+        self.compile()
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

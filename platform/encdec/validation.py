@@ -182,6 +182,8 @@ RANGES = [
     ("loader.num_workers", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("model.d_model", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
     ("model.dropout", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
+    ("model.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("model.float32_matmul_precision", lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     ("num_samples", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("task.max_len_a", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0 (0: no cap)"),
     ("checkpoint_every_n_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
@@ -215,6 +217,28 @@ def _check_optimizer(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.schedule: {exc}") from None
     if not all(isinstance(f, (int, float)) and math.isfinite(f) and f >= 0 for f in factors):
         raise ConfigError(f"optim.schedule gives learning-rate factors {factors} at steps 0, 1, 10, 1000; they must be finite and >= 0")
+
+
+def _check_compiler(cfg: DictConfig) -> None:
+    """model.compile=true on a CPU: torch.compile's inductor backend builds C++ kernels, so a
+    compiler must be there (looked up as inductor does: $CXX, else g++) before any work."""
+    import torch
+
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if not (cfg.model.get("compile") and on_cpu):
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"model.compile=true needs a C++ compiler on a CPU ({first_line}): install g++ or set CXX, "
+            "or set model.compile=false"
+        ) from None
 
 
 def _check_pairing(cfg: DictConfig, choices: dict) -> None:
@@ -257,6 +281,7 @@ def validate_train_config(cfg: DictConfig, conf_dir: str | Path, choices: dict) 
         if OmegaConf.select(cfg, key, default="__absent__") != "__absent__" and not ok(value):
             raise ConfigError(f"{key}={value!r} is out of range: use {what}")
     _check_optimizer(cfg)
+    _check_compiler(cfg)
     _check_pairing(cfg, dict(choices))
     from encdec.build import checkpoint_monitor  # (build imports this module)
 

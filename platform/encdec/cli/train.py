@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
@@ -121,7 +120,6 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
     if resuming and cfg.seed != OmegaConf.load(run_dir / "config.yaml").seed:
         log.warning("seed=%s has no effect on a resumed run: the data order and random state continue from the checkpoint", cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
     # processes started by torchrun / SLURM share the run directory: rank 0 writes it first
     with rank_zero_first(run_dir, cfg.trainer.accelerator):
         ensure_run_id(cfg, run_dir)
