@@ -140,7 +140,25 @@ def batch_counts(batch: Any, pl_module: pl.LightningModule, logged: Mapping[str,
     return float((tgt != pad).sum()) if pad is not None else float(tgt.numel()), examples
 
 
-class RunProgress(ProgressBar):
+class _LineProgressBar(ProgressBar):
+    """Lightning's progress-bar switches over a subclass's `_write(line)`."""
+
+    _enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        self._write(" ".join(str(a) for a in args))
+
+    def _write(self, line: str) -> None:
+        raise NotImplementedError
+
+
+class RunProgress(_LineProgressBar):
     """Progress of the whole run: a live bar in a terminal, a plain line every
     `every_seconds` elsewhere (`plain=null` picks by whether stdout is a terminal).
     `verbose=false` silences third-party noise (see encdec.cli.quiet). A run time-boxed by
@@ -188,16 +206,6 @@ class RunProgress(ProgressBar):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _stop=threading.Event(), _thread=None, _lock=threading.Lock(),
                              _progress=None, _bar_task=None, _eval_task=None)
-
-    # -- Lightning's progress-bar protocol --------------------------------------------------
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        self._write(" ".join(str(a) for a in args))
 
     # -- output ---------------------------------------------------------------------------
     @property
@@ -431,7 +439,7 @@ class RunProgress(ProgressBar):
         self._stop_display()
 
 
-class EvalProgress(ProgressBar):
+class EvalProgress(_LineProgressBar):
     """`encdec-eval`'s progress where no live bar belongs (a log file, a cluster job, CI, or
     progress=plain): a line when scoring starts, one every `every_seconds` and one at the
     end, each with the segments (examples) scored of the split's total and segments/s.
@@ -448,15 +456,6 @@ class EvalProgress(ProgressBar):
         self._started: float | None = None
         self._ticker: Ticker | None = None
         self._lock = threading.Lock()
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        self._write(" ".join(str(a) for a in args))
 
     def _write(self, line: str) -> None:
         if self._enabled:
