@@ -133,7 +133,10 @@ def test_encdec_eval_prints_plain_progress_lines_off_a_terminal(tiny_corpus, tmp
     start = re.search(r"^evaluating val: (\d+) segments; a progress line every 0.05 s$", out, re.M)
     assert start, out
     total = start.group(1)
-    ticks = re.findall(rf"^val: \d+/{total} segments \(\d+%\) \| [\d.,?]+ segments/s \| elapsed \d+:\d\d \| ETA \S+$", out, re.M)
-    assert ticks, out
+    # how many periodic lines a 24-segment split gets depends on the machine's speed (the
+    # ticker is the one training uses, tests/test_console.py); each one has the line format
+    tick = re.compile(rf"^val: \d+/{total} segments \(\d+%\) \| [\d.,?]+ segments/s \| elapsed \d+:\d\d \| ETA \S+$")
+    lines = [line for line in out.splitlines() if line.startswith("val: ") and not line.endswith("| done")]
+    assert all(tick.match(line) for line in lines), out
     assert re.search(rf"^val: {total}/{total} segments \(100%\) \| [\d.,]+ segments/s \| elapsed \d+:\d\d \| done$", out, re.M)
     assert "val/sacrebleu:" in out

@@ -144,7 +144,7 @@ def test_two_nodes_under_torchrun_equal_one_process_with_the_same_global_batch(t
     assert [n.returncode for n in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     # rank 0 trains the tokenizer, rank 1 reads it (without the barrier whichever process comes
     # first trains it, and a reader can catch the file half written)
-    assert [log.count("trained bpe tokenizer") for log in logs] == [1, 0]
+    assert [log.count("built tokenizer.json") for log in logs] == [1, 0]
 
     # one run directory, one set of checkpoints; the weights equal the single process's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi", "single", "slow_rank0"]

@@ -199,13 +199,12 @@ class RunProgress(_LineProgressBar):
     # a ddp_spawn launch pickles the callbacks into its workers: each gets its own lock and ticker
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for name in ("_stop", "_thread", "_lock", "_progress", "_bar_task", "_eval_task"):
+        for name in ("_ticker", "_lock", "_progress", "_bar_task", "_eval_task"):
             state.pop(name)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _stop=threading.Event(), _thread=None, _lock=threading.Lock(),
-                             _progress=None, _bar_task=None, _eval_task=None)
+        self.__dict__.update(state, _ticker=None, _lock=threading.Lock(), _progress=None, _bar_task=None, _eval_task=None)
 
     # -- output ---------------------------------------------------------------------------
     @property

@@ -196,7 +196,7 @@ def load_or_build(run_dir: Path, name: str, stage: str, build: Callable[[], Voca
         raise ConfigError(f"{path} not found: is {run_dir} a run directory of encdec-train?")
     vocab = build()
     vocab.save(path)
-    log.info("%s: a %s vocabulary of %d entries", name, vocab.kind, vocab.size)
+    log.info("built %s: a %s vocabulary of %d entries", name, vocab.kind, vocab.size)
     return vocab
 
 
