@@ -34,10 +34,14 @@ REMOVED_KEYS = {
 _ABSENT = object()
 
 
+def _override_keys(overrides: Iterable[str]) -> list[str]:
+    """The keys of command-line overrides (`key=value`, `+key=value`, `~key`)."""
+    return [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+
+
 def refuse_removed_keys(overrides: Iterable[str]) -> None:
     """A command-line override of a key that no longer exists: one line saying what replaced it."""
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+    for key in _override_keys(overrides):
         if key in REMOVED_KEYS:
             raise ConfigError(f"{key} no longer exists: {REMOVED_KEYS[key]}")
 
@@ -71,7 +75,7 @@ def adopt_source_config(cfg: DictConfig, overrides: Iterable[str]) -> None:
     if run is None:
         return
     saved = OmegaConf.load(run / "config.yaml")
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    given = set(_override_keys(o for o in overrides if "=" in o))
     taken = []
     for key in _inherited_keys(cfg, saved):
         theirs, mine = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
