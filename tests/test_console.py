@@ -50,9 +50,19 @@ def test_end_of_run_summary_says_where_what_and_what_next(logged_run):
 
 def test_verbose_keeps_the_third_party_lines(tiny_corpus, tmp_path):
     args = [a for a in tiny_train_args(tiny_corpus, tmp_path / "run") if not a.startswith("callbacks=")]
-    proc = run_cli("train", *args, "callbacks=default", "callbacks.progress.verbose=true",
+    proc = run_cli("train", *args, "callbacks=default", "verbose=true",
                    "trainer.max_steps=1", "test_after_training=false")
     assert "GPU available" in proc.stdout + proc.stderr
+
+
+def test_eval_is_quiet_unless_verbose(logged_run):
+    run_dir, _ = logged_run
+    quiet = run_cli("evaluate", f"run_dir={run_dir}", "split=val", "progress=false", "name=quiet")
+    assert re.search(r"^val/sacrebleu: [\d.]+$", quiet.stdout, re.M), quiet.stdout
+    for noise in NOISE[:3]:
+        assert noise not in quiet.stdout + quiet.stderr, noise
+    loud = run_cli("evaluate", f"run_dir={run_dir}", "split=val", "progress=false", "name=loud", "verbose=true")
+    assert "GPU available" in loud.stdout + loud.stderr
 
 
 def test_eta_counts_to_the_end_of_the_run_not_the_epoch():

@@ -96,8 +96,11 @@ def test_captioning_images_are_a_legible_grid_with_captions_as_text(captioning_r
     text = list(_texts(acc, "val/samples").values())[-1]
     assert "| image | output | references | file |" in text and "| #1 |" in text and "| #4 |" in text
     assert re.search(r"\| #1 \| [^|]* \| [a-z]+ [a-z ]+", text), "generated and reference captions as text"
-    attention = acc.Images("val/attention/attention")[-1]
-    assert attention.height >= 160, "heatmap tiles at a readable size"
+    # one card per heatmap figure: a stack of them would be shrunk to fit TensorBoard's card
+    cards = sorted(t for t in acc.Tags()["images"] if t.startswith("val/attention/"))
+    assert cards == [f"val/attention/attention_{n}" for n in range(1, 5)]
+    attention = acc.Images("val/attention/attention_1")[-1]
+    assert attention.height >= 160 and attention.width <= 1024, "one heatmap figure at a readable size"
     assert "| attention | output |" in list(_texts(acc, "val/attention").values())[-1]
 
 

@@ -20,7 +20,8 @@ def rec_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("rec_cli")
     write_atomic(base / "data")
     run_dir = base / "run"
-    run_cli("train", *TINY_REC, "data=atomic", f"data.root={base / 'data'}", "data.dataset=tiny",
+    args = ["logger=[csv,tensorboard]" if a == "logger=csv" else a for a in TINY_REC]
+    run_cli("train", *args, "data=atomic", f"data.root={base / 'data'}", "data.dataset=tiny",
             "trainer.max_epochs=40", "trainer.check_val_every_n_epoch=20", f"hydra.run.dir={run_dir}")
     return run_dir
 
@@ -34,6 +35,19 @@ def test_train_reports_ranking_metrics_with_their_protocol_and_titled_samples(re
     assert "history items" in protocol and "WARNING" not in protocol
     sample = next((rec_run / "samples").glob("val_samples_step*.md")).read_text()
     assert "| user | last 5 of history | next item |" in sample and "Film Number" in sample
+
+
+def test_tensorboard_shows_each_evaluations_ranked_items_with_titles_and_protocol(rec_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(rec_run / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    text = lambda tag: {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(f"{tag}/text_summary")}  # noqa: E731
+    samples, protocols = text("val/samples"), text("val/protocol")
+    assert len(samples) == 2 and sorted(samples) == sorted(protocols), "every evaluation: samples and protocol"
+    assert all("| user | last 5 of history | next item |" in t and "Film Number" in t for t in samples.values())
+    assert all("full ranking over all 30 items" in t for t in protocols.values())
+    assert len(acc.Scalars("val/ndcg@10")) == 2
 
 
 def test_eval_full_ranking_with_history_excluded(rec_run):

@@ -71,6 +71,20 @@ def image_grid(images: list[np.ndarray], min_tile: int = MIN_TILE, max_width: in
     return np.asarray(canvas)
 
 
+def _tensorboard_images(key: str, table: SampleTable, image_columns: list[int]):
+    """(tag, pixels) per TensorBoard image card: small images of a column share one grid
+    (`<key>/<column>`); figures too wide for two to sit side by side (e.g. a heatmap per
+    word) get a card each (`<key>/<column>_<n>`), because TensorBoard shrinks a tall stack
+    of them to fit its card and their labels become unreadable."""
+    for c in image_columns:
+        numbered = [(r, row[c].pixels) for r, row in enumerate(table.rows) if isinstance(row[c], ImageCell)]
+        if all(np.asarray(p).shape[1] * 2 > MAX_GRID_WIDTH for _, p in numbered):
+            for r, pixels in numbered:
+                yield f"{key}/{table.columns[c]}_{r + 1}", np.asarray(pixels, dtype=np.uint8)
+        else:
+            yield f"{key}/{table.columns[c]}", image_grid([p for _, p in numbered])
+
+
 def _log_image_samples(loggers: list[Logger], key: str, table: SampleTable, step: int, run_dir: Path) -> None:
     from PIL import Image
 
@@ -82,14 +96,10 @@ def _log_image_samples(loggers: list[Logger], key: str, table: SampleTable, step
             data = [[wandb.Image(v.pixels) if isinstance(v, ImageCell) else str(v) for v in r] for r in table.rows]
             logger.log_table(key=key, columns=table.columns, data=data, step=step)
         elif isinstance(logger, TensorBoardLogger):
-            # one grid per image column (tag <key>/<column>), and the table as text naming
-            # each image's place in its grid
-            for c in image_columns:
-                cells = [row[c].pixels for row in table.rows if isinstance(row[c], ImageCell)]
-                logger.experiment.add_image(
-                    f"{key}/{table.columns[c]}", image_grid(cells), global_step=step, dataformats="HWC"
-                )
-            header = f"Images: `{key}/<column>` in the Images tab, numbered left to right, top to bottom.\n\n"
+            for tag, pixels in _tensorboard_images(key, table, image_columns):
+                logger.experiment.add_image(tag, pixels, global_step=step, dataformats="HWC")
+            header = (f"Images: `{key}/<column>` in the Images tab, numbered left to right, top to bottom "
+                      f"(wide figures: one card each, `{key}/<column>_<n>`).\n\n")
             logger.experiment.add_text(key, header + _markdown(table, lambda r, c: f"#{r + 1}"), global_step=step)
     # files: the images next to a markdown table that links them
     stem = f"{key.replace('/', '_')}_step{step}"

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import tempfile
 from pathlib import Path
 
 from encdec.errors import ConfigError
@@ -164,9 +166,11 @@ class GeneratedQA:
             doc = generate_split(split, self.stories[split], s["seed"], s["version"], s["unseen_rate"], s["unanswerable"])
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "settings.json").write_text(json.dumps(self.settings, indent=1, sort_keys=True))
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=0), encoding="utf-8")
-            tmp.replace(path)
+            # a private temporary name: runs generating the same split at once do not collide
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{split}-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(doc, indent=0))
+            os.replace(tmp, path)
         return path
 
     def read(self, split: str) -> list[QAItem]:

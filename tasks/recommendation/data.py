@@ -17,6 +17,7 @@ import csv
 import io
 import logging
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -320,11 +321,18 @@ def fetch_ml100k_from_wheel(cache_dir: Path) -> Path:
                 f"put ml-100k.inter/.item (or u.data/u.item) under {target} or set data.root"
             )
         prefix = "recbole/dataset_example/ml-100k/"
-        target.mkdir(parents=True, exist_ok=True)
+        # extracted beside the target, then renamed into place: runs started together on a
+        # fresh machine (a sweep, parallel tests) never read a half-written file
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".ml-100k-"))
         with zipfile.ZipFile(wheels[0]) as wheel:
             for name in wheel.namelist():
                 if name.startswith(prefix) and not name.endswith("/"):
-                    (target / name[len(prefix):]).write_bytes(wheel.read(name))
+                    (staging / name[len(prefix):]).write_bytes(wheel.read(name))
+        try:
+            staging.rename(target)
+        except OSError:  # another run put it there first
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from encdec.build import build_component, run_decoding
 from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
+from encdec.cli.quiet import silence_third_party_noise
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
 from encdec.progress import eval_progress
@@ -28,6 +29,8 @@ log = logging.getLogger("encdec.eval")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if not cfg.get("verbose"):
+        silence_third_party_noise()
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
     cfg.decoding = run_decoding(cfg.decoding, saved)  # the decoding groups read the run's task rules
     if cfg.get("int8"):
