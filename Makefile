@@ -27,8 +27,11 @@ quickstart: install
 	  "Eine Frau mit einem roten Hut liest ein Buch." \
 	  | $(BIN)/encdec-predict run_dir=$(QUICKSTART_RUN) checkpoint=last input=- decoding=beam
 
+# one pytest worker per core (2 by default); each test file stays on one worker, so its
+# trained-once fixtures are built once; `make test TEST_WORKERS=0` runs in one process
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 clean:
 	rm -rf runs/quickstart .pytest_cache

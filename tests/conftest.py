@@ -10,8 +10,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("ENCDEC_CACHE_DIR", str(Path(__file__).parent / ".cache"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: one thread each (and in the CLI processes
+    # they start) keeps the cores busy without oversubscribing them; the tiny test models
+    # gain nothing from a second thread
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import encdec.testing  # noqa: E402  (after the environment above)
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
