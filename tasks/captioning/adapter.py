@@ -2,9 +2,9 @@
 
 Training sees one example per (image, caption) pair; evaluation one per image, scored against
 all of its captions. Pixels are prepared by timm's transform for the encoder's model
-(`image_model` / `image_size` follow the encoder config); each image is decoded and resized
-once per process and kept as uint8 pixels up to `image_cache_mb` (see image_cache.py), since
-training reads every image once per caption in every epoch.
+(`image_model` / `image_size` follow the encoder config). Training reads every image once per
+caption in every epoch, so each is decoded and resized once per process and kept as uint8
+pixels while `image_cache_mb` lasts (image_cache.py).
 """
 
 from __future__ import annotations

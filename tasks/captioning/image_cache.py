@@ -63,7 +63,8 @@ class ImageCache:
     `cache(path)` is one image's pixels (uint8 [3, H, W], or the whole transform's float output
     when it cannot be split); `cache.batch(pixels)` stacks and normalises them. A file that
     cannot be decoded raises encdec's DataError (from `load_image`) and is never stored.
-    Copies made for DataLoader worker processes start empty: each worker fills its own.
+    Each process fills its own: DataLoader workers (persistent across epochs) keep theirs, and
+    a pickled copy (a spawned worker or process) starts empty instead of carrying the pixels.
     """
 
     def __init__(self, transform: Callable, budget_mb: float):
