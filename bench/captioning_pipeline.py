@@ -10,8 +10,9 @@
 (b) Optional (--train-steps N > 0): whole training runs, `encdec-train
     experiment=captioning_scenes_vit trainer.max_steps=N` with the cache off and on (one run
     each per round, alternating), images/s read from the progress lines (examples/s over the
-    last 50 batches), median per epoch. The cache only pays from epoch 2, so N should exceed
-    one epoch's steps (625 at the default 4,000 training images x 5 captions / 32).
+    last 50 batches, so an epoch's first lines still average some of the previous epoch's),
+    median per epoch. The cache only pays from epoch 2, so N should exceed one epoch's steps
+    (625 at the default 4,000 training images x 5 captions / 32) by a few hundred.
 
     python bench/captioning_pipeline.py --threads 1 --rounds 3                  # (a)
     python bench/captioning_pipeline.py --threads 1 --rounds 1 --train-steps 800 # (a) and (b)
