@@ -2,7 +2,9 @@
 
 Training sees one example per (image, caption) pair; evaluation one per image, scored against
 all of its captions. Pixels are prepared by timm's transform for the encoder's model
-(`image_model` / `image_size` follow the encoder config), read from disk per batch.
+(`image_model` / `image_size` follow the encoder config). Training reads every image once per
+caption in every epoch, so each is decoded and resized once per process and kept as uint8
+pixels while `image_cache_mb` lasts (image_cache.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from encdec.task import Example, ImageCell, MetricReport, SampleTable, SharedVoc
 from encdec.types import Batch
 from encdec_tasks.captioning import metrics as M
 from encdec_tasks.captioning.data import load_image
+from encdec_tasks.captioning.image_cache import ImageCache
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -43,6 +46,7 @@ class CaptioningTask(SharedVocabularyTask):
         max_caption_len: int = 40,
         meteor: bool = False,
         thumbnail_size: int = 128,
+        image_cache_mb: float = 2048,
     ):
         if not image_model:
             raise ConfigError(
@@ -53,7 +57,11 @@ class CaptioningTask(SharedVocabularyTask):
         self.image_model, self.image_size = image_model, image_size
         self.tok_cfg = {"model": "bpe", "vocab_size": 5000, **(tokenizer or {})}
         self.max_caption_len, self.meteor, self.thumbnail_size = max_caption_len, meteor, thumbnail_size
+        if isinstance(image_cache_mb, bool) or not isinstance(image_cache_mb, (int, float)) or not image_cache_mb >= 0:
+            raise ConfigError(f"task.adapter.image_cache_mb={image_cache_mb!r}: give the cache's size in MiB, "
+                              ">= 0 (0 turns the image cache off)")
         self.transform = input_transform(image_model, image_size)
+        self.images = ImageCache(self.transform, image_cache_mb)
         self.tok: Vocabulary | None = None
         self._cache: dict[str, list[Example]] = {}
         self._reward_scorer: M.SentenceCiderD | None = None
@@ -89,7 +97,7 @@ class CaptioningTask(SharedVocabularyTask):
         kept, pixels = [], []
         for e in examples:
             try:
-                pixels.append(self.transform(load_image(e["path"])))
+                pixels.append(self.images(e["path"]))
                 kept.append(e)
             except DataError as exc:
                 # the reader checked every file up front; one that decodes badly anyway is
@@ -99,7 +107,7 @@ class CaptioningTask(SharedVocabularyTask):
                 log.warning("skipping %s", exc)
         if not kept:
             raise DataError(f"no readable image in a batch of {len(examples)} (first: {examples[0]['path']})")
-        return kept, torch.stack(pixels)
+        return kept, self.images.batch(pixels)
 
     def collate(self, examples: list[Example]) -> Batch:
         examples, src = self._pixels(examples)
