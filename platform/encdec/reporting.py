@@ -73,12 +73,12 @@ def image_grid(images: list[np.ndarray], min_tile: int = MIN_TILE, max_width: in
 
 def _tensorboard_images(key: str, table: SampleTable, image_columns: list[int]):
     """(tag, pixels) per TensorBoard image card: small images of a column share one grid
-    (`<key>/<column>`); figures too wide for two to sit side by side (e.g. a heatmap per
-    word) get a card each (`<key>/<column>_<n>`), because TensorBoard shrinks a tall stack
-    of them to fit its card and their labels become unreadable."""
+    (`<key>/<column>`); figures wider than two grid tiles (e.g. a heatmap per word, with
+    labels) get a card each (`<key>/<column>_<n>`), because TensorBoard shrinks every image
+    to the width of its card (~360 px by default) and a grid of figures becomes unreadable."""
     for c in image_columns:
         numbered = [(r, row[c].pixels) for r, row in enumerate(table.rows) if isinstance(row[c], ImageCell)]
-        if all(np.asarray(p).shape[1] * 2 > MAX_GRID_WIDTH for _, p in numbered):
+        if all(np.asarray(p).shape[1] > 2 * MIN_TILE for _, p in numbered):
             for r, pixels in numbered:
                 yield f"{key}/{table.columns[c]}_{r + 1}", np.asarray(pixels, dtype=np.uint8)
         else:

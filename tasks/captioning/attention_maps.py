@@ -132,7 +132,7 @@ class AttentionMaps(pl.Callback):
     one figure per image (see `attention_figure`), `tile` pixels a word, at most `max_words`
     words in rows of `columns`."""
 
-    def __init__(self, num_images: int = 4, max_len: int = 30, tile: int = 160, max_words: int = 20, columns: int = 5):
+    def __init__(self, num_images: int = 4, max_len: int = 30, tile: int = 160, max_words: int = 20, columns: int = 2):
         self.num_images, self.max_len, self.tile = num_images, max_len, tile
         self.max_words, self.columns = max_words, columns
         self._batch: Any = None
