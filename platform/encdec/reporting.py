@@ -129,12 +129,14 @@ def log_samples(loggers: list[Logger], key: str, table: SampleTable, step: int, 
 
 
 def protocol_markdown(record: Mapping[str, Mapping[str, Any]]) -> str:
-    """| metric | value | protocol | for a metrics/<split>.json record."""
-    lines = ["| metric | value | protocol |", "|---|---|---|"]
+    """`- **metric** = value: protocol`, one line per metric of a metrics/<split>.json record
+    (a list, not a table: TensorBoard breaks a table's short columns mid-word to make room
+    for the long protocol column)."""
+    lines = []
     for name, info in record.items():
         value = info["value"]
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else _escape(value)
-        lines.append(f"| {_escape(name)} | {shown} | {_escape(info.get('protocol', '')) or '-'} |")
+        lines.append(f"- **{_escape(name)}** = {shown}: {_escape(info.get('protocol', '')) or '-'}")
     return "\n".join(lines)
 
 
