@@ -1,5 +1,5 @@
-"""Loggers that continue a resumed run instead of starting it again, and keep their CSV columns
-across the processes of a distributed run."""
+"""Loggers that continue a resumed run instead of starting it again, keep their CSV columns
+across the processes of a distributed run, and finish their runs completely."""
 
 from __future__ import annotations
 
@@ -61,3 +61,15 @@ class CSVLogger(_LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(self.log_dir, self._keep_before_step)
         return self._experiment
+
+
+def finish_wandb(loggers) -> None:
+    """Finish each started wandb run, which waits until everything is written (an offline
+    run's .wandb file included). Left to wandb's exit hook, the wandb service could still be
+    writing the last records (the test metrics, the last sample tables) after this process
+    has exited, and a reader of the run folder would find them missing."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()

@@ -38,7 +38,7 @@ from encdec.errors import ConfigError
 from encdec.fault_tolerance import NonFiniteGuard, Preemption
 from encdec.init_from import adopt_source_config, copy_vocabulary_files, load_init_from, refuse_removed_keys
 from encdec.lightning_module import EncDecModule
-from encdec.loggers import CSVLogger
+from encdec.loggers import CSVLogger, finish_wandb
 from encdec.progress import print_run_summary
 from encdec.reporting import log_config
 from encdec.run_guard import RunDirectoryLock, record_job, refuse_overwrite, requeued_job
@@ -169,6 +169,7 @@ def _train(cfg: DictConfig, run_dir: Path, last_ckpt: Path, preemption: Preempti
             module.model.load_state_dict(load_weights(best))
         trainer.test(module, datamodule=datamodule, ckpt_path=None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    finish_wandb(loggers)
     if trainer.is_global_zero:
         print_run_summary(run_dir, trainer, metrics)
     return TrainResult(metrics, adapter.monitor, adapter.monitor_mode)
