@@ -37,14 +37,17 @@ def optimized_value(
     """The number a sweeper optimises: `optimized_metric`, by default the task's monitored
     metric (the one best.ckpt follows). Records it for the sweep summary (on rank 0).
     A name this run never logged is an error when `required` (a sweeper that optimises the
-    value), else a warning and None (a plain run, a grid sweep, a run too short to validate)."""
+    value), else None (a plain run, a grid sweep, a run too short to validate), with a warning
+    when the name was given as optimized_metric."""
     name = optimized_metric or monitor
     if name not in metrics:
         message = (f"optimized_metric={name} was never logged by this run; "
                    f"set optimized_metric to one of: {', '.join(sorted(metrics)) or '(nothing was logged)'}")
         if required:
             raise ConfigError(message)
-        log.warning(message)
+        # a plain run that never validates (e.g. experiment=quickstart) has nothing to record;
+        # only a metric the user named is worth a warning
+        (log.warning if optimized_metric else log.debug)(message)
         return None
     mode = monitor_mode if name == monitor else None
     if mode and sweeper_direction in _SENSE.values() and sweeper_direction != _SENSE[mode]:
