@@ -140,10 +140,15 @@ def batch_counts(batch: Any, pl_module: pl.LightningModule, logged: Mapping[str,
     return float((tgt != pad).sum()) if pad is not None else float(tgt.numel()), examples
 
 
+def _is_terminal(out: TextIO) -> bool:
+    return hasattr(out, "isatty") and out.isatty()
+
+
 class _LineProgressBar(ProgressBar):
     """Lightning's progress-bar switches over a subclass's `_write(line)`."""
 
     _enabled = True
+    clock = staticmethod(time.monotonic)  # a test sets its own
 
     def disable(self) -> None:
         self._enabled = False
@@ -165,8 +170,6 @@ class RunProgress(_LineProgressBar):
     trainer.max_time ends at whichever comes first, the time limit or the last step: the
     ETA is the sooner of the two."""
 
-    clock = staticmethod(time.monotonic)  # a test sets its own
-
     def __init__(self, every_seconds: float = 30.0, plain: bool | None = None, verbose: bool = False,
                  refresh_per_second: float = 2.0, stream: TextIO | None = None):
         super().__init__()
@@ -180,7 +183,6 @@ class RunProgress(_LineProgressBar):
         self.refresh_per_second = refresh_per_second
         self.stream = stream
         self.plain = plain
-        self._enabled = True
         self._throughput = Throughput()
         self._stage: str | None = None  # "train", "validate", "test"
         self._eval_batch = 0
@@ -215,7 +217,7 @@ class RunProgress(_LineProgressBar):
     def is_plain(self) -> bool:
         if self.plain is not None:
             return bool(self.plain)
-        return not (hasattr(self.out, "isatty") and self.out.isatty())
+        return not _is_terminal(self.out)
 
     def _write(self, line: str) -> None:
         if not self._enabled:
@@ -444,12 +446,9 @@ class EvalProgress(_LineProgressBar):
     end, each with the segments (examples) scored of the split's total and segments/s.
     Plain text, flushed: no terminal escape codes."""
 
-    clock = staticmethod(time.monotonic)  # a test sets its own
-
     def __init__(self, split: str = "test", every_seconds: float = 30.0, stream: TextIO | None = None):
         super().__init__()
         self.split, self.every_seconds, self.stream = split, float(every_seconds), stream
-        self._enabled = True
         self.done = 0
         self.total: int | None = None
         self._started: float | None = None
@@ -523,8 +522,7 @@ def eval_progress(mode: Any, split: str, every_seconds: float = 30.0, stream: Te
     if value in ("false", "none", "off"):
         return None
     if value == "true":
-        out = stream or sys.stdout
-        value = "bar" if hasattr(out, "isatty") and out.isatty() else "plain"
+        value = "bar" if _is_terminal(stream or sys.stdout) else "plain"
     if value == "plain":
         return EvalProgress(split, every_seconds, stream)
     if value == "bar":
