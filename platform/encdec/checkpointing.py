@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from encdec.atomic_file import temporary_glob, write_atomic
 from encdec.errors import ConfigError, UserError
 from encdec.sharded_checkpoint import is_sharded_checkpoint, read_sharded_checkpoint
 
@@ -28,12 +27,6 @@ class CheckpointError(UserError):
 
 class NonFiniteWeightsError(UserError):
     """Refused to write a checkpoint whose weights hold NaN or inf."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -90,26 +83,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # the file write below, instead of an opaque error from inside torch's zip writer.
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is a normal file
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, buffer.getbuffer())
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
                 raise CheckpointError(
                     f"no space left on device (ENOSPC) writing {path} ({buffer.tell() / 2**20:.1f} MiB); "
                     "the previous checkpoint is kept; free space and resume"
                 ) from None
             raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         # also Lightning's own files (e.g. the weights ddp_spawn hands back): no state_dict check
@@ -119,7 +101,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Temporary files left by a process killed mid-write (`.<name>.*.tmp`): never read, safe
     to delete once this process holds the run directory's lock."""
-    stale = list(Path(folder).glob(".*.ckpt.*.tmp")) if Path(folder).is_dir() else []
+    stale = list(Path(folder).glob(temporary_glob("*.ckpt"))) if Path(folder).is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+from encdec.atomic_file import write_atomic
 from encdec.errors import ConfigError
 
 LOCK_NAME = ".train.lock"
@@ -113,9 +114,7 @@ def record_job(run_dir: Path, command: Sequence[str]) -> None:
     if job is None:
         record.unlink(missing_ok=True)
         return
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"job_id": job, "command": list(command)}, indent=1) + "\n")
-    os.replace(tmp, record)
+    write_atomic(record, json.dumps({"job_id": job, "command": list(command)}, indent=1) + "\n")
 
 
 # What encdec-train writes into a run directory; `overwrite=true` removes exactly these (never

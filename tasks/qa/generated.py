@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
+from encdec.atomic_file import write_atomic
 from encdec.errors import ConfigError
 from encdec_tasks.qa.squad import QAItem, read_squad
 
@@ -165,12 +164,9 @@ class GeneratedQA:
             s = self.settings
             doc = generate_split(split, self.stories[split], s["seed"], s["version"], s["unseen_rate"], s["unanswerable"])
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "settings.json").write_text(json.dumps(self.settings, indent=1, sort_keys=True))
-            # a private temporary name: runs generating the same split at once do not collide
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{split}-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(doc, indent=0))
-            os.replace(tmp, path)
+            # atomic: runs generating the same split at once do not collide or read a half file
+            write_atomic(self.dir / "settings.json", json.dumps(self.settings, indent=1, sort_keys=True))
+            write_atomic(path, json.dumps(doc, indent=0))
         return path
 
     def read(self, split: str) -> list[QAItem]:

@@ -15,6 +15,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from encdec.atomic_file import write_atomic
 from encdec.build import build_component, run_decoding
 from encdec.checkpointing import AtomicCheckpointIO
 from encdec.cli import CONF_DIR, run_reporting_user_errors
@@ -56,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     protocol_file = out_dir / "metrics" / f"{cfg.split}.json"
     protocol = json.loads(protocol_file.read_text()) if protocol_file.exists() else {}
     summary = {"split": cfg.split, "checkpoint": cfg.checkpoint, "decoding": dict(cfg.decoding), "metrics": metrics, "protocol": protocol}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     for name, value in metrics.items():
         print(f"{name}: {value:.2f}")
     for name, info in protocol.items():

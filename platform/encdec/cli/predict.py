@@ -11,6 +11,7 @@ reported once with its line numbers, then cut (`truncate=warn`) or refused
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from encdec.atomic_file import atomic_open
 from encdec.build import build_component, run_decoding
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.text_files import decode_text, split_lines
@@ -87,14 +89,11 @@ def check_output(path: str) -> None:
         raise ConfigError(f"output={path}: is a folder; give a file name")
     if not folder.is_dir():
         raise ConfigError(f"output={path}: folder {folder} does not exist; create it or choose another output=")
-    existed = p.exists()
-    try:
-        with open(p, "a", encoding="utf-8"):  # "a": an existing file keeps its content until the end
+    try:  # the output is written to a temporary beside it, then renamed over it
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{p.name}.", suffix=".tmp"):
             pass
     except OSError as exc:
         raise ConfigError(f"output={path}: cannot write there ({exc.strerror or exc})") from None
-    if not existed:
-        p.unlink(missing_ok=True)
 
 
 def _interactive(adapter, model, decoding, cfg: DictConfig) -> None:
@@ -138,7 +137,7 @@ def predict(cfg: DictConfig) -> None:
     # outputs for a folder start with the file name they belong to
     names = [Path(line).name for line in lines] if Path(str(cfg.input)).is_dir() else None
     if cfg.output:
-        with open(cfg.output, "w", encoding="utf-8") as f:
+        with atomic_open(cfg.output) as f:  # an existing output file is replaced whole or kept
             _write(results, f, cfg.scores, names)
     else:
         _write(results, sys.stdout, cfg.scores, names)

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from encdec.atomic_file import write_atomic
 from encdec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def vocabulary_spec(vocabularies: dict[str, Vocabulary]) -> dict[str, dict]:
 
 
 def save_vocabulary_spec(run_dir: Path, vocabularies: dict[str, Vocabulary]) -> None:
-    (Path(run_dir) / SPEC_FILE).write_text(json.dumps(vocabulary_spec(vocabularies), indent=1) + "\n", encoding="utf-8")
+    write_atomic(Path(run_dir) / SPEC_FILE, json.dumps(vocabulary_spec(vocabularies), indent=1) + "\n")
 
 
 def spec_difference(saved: dict[str, dict], current: dict[str, dict]) -> str | None:
