@@ -17,6 +17,7 @@ from test_decoding import (
     TableDecoder,
     batch,
     fake_enc,
+    make_decoder,
     make_model,
     never_ends,
     random_enc,
@@ -28,6 +29,7 @@ from encdec.decoding import BeamSearch, Greedy, Sampling
 from encdec.decoding.quantize import quantize_for_cpu
 from encdec.errors import ConfigError
 from encdec.modules import transformer as T
+from encdec.modules.attention import AdditiveAttention, DotAttention, GeneralAttention
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder
 from encdec.types import EncoderOutput
 
@@ -181,6 +183,64 @@ def test_grouped_reorder_may_drop_whole_sources():
     torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="another source's group"):
         dec.reorder(state, torch.tensor([5, 0]))
+
+
+PER_SOURCE_KEY = {"transformer": lambda s: s["cross"][0][0], "rnn": lambda s: s["memory"]}
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gru-additive", "lstm-dot", "gru-general"])
+@torch.no_grad()
+def test_grouped_rows_share_one_memory_per_source_and_decode_as_independent_rows(kind):
+    """Beam rows keep one copy of their source's memory (Transformer: cross-attention keys
+    and values; RNN: memory, attention keys, mask), and decode exactly as the same rows
+    treated as independent sources, before and after the beams move within their source."""
+    dec = make_decoder(kind)
+    per_source = PER_SOURCE_KEY["transformer" if kind == "transformer" else "rnn"]
+    enc = random_enc(summary=kind.startswith("lstm"))
+    grouped = enc.repeat_interleave(3)
+    flat = enc.repeat_interleave(3)
+    flat.group_size = 1  # the same nine rows as nine sources
+    g_state, f_state = dec.init_state(grouped), dec.init_state(flat)
+    assert per_source(g_state).size(0) == 3 and per_source(f_state).size(0) == 9
+    tokens = torch.tensor([BOS] * 9)
+    for index in (torch.tensor([1, 1, 0, 5, 3, 4, 8, 8, 8]), torch.tensor([6, 7, 8, 0, 0, 1])):
+        g_logits, g_state = dec.step(tokens, g_state)
+        f_logits, f_state = dec.step(tokens, f_state)
+        torch.testing.assert_close(g_logits, f_logits, atol=1e-5, rtol=1e-5)
+        g_state, f_state = dec.reorder(g_state, index), dec.reorder(f_state, index)
+        tokens = torch.randint(3, VOCAB, (index.numel(),), generator=torch.Generator().manual_seed(index.numel()))
+    assert per_source(g_state).size(0) == 2  # the second move dropped source 1 and swapped 0 and 2
+    torch.testing.assert_close(dec.step(tokens, g_state)[0], dec.step(tokens, f_state)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="another source's group"):
+        dec.reorder(g_state, torch.tensor([3, 0, 1, 2, 4, 5]))
+
+
+def _reference_attention(attn, q, memory, mask):
+    """One query against its own memory, written out from the papers' formulas."""
+    if isinstance(attn, AdditiveAttention):
+        scores = attn.v(torch.tanh(attn.w_k(memory) + attn.w_q(q))).squeeze(-1)
+    elif isinstance(attn, GeneralAttention):
+        scores = attn.w(memory) @ q * attn.scale
+    else:
+        scores = memory @ q * attn.scale
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return weights @ memory, weights
+
+
+@pytest.mark.parametrize("attention", [AdditiveAttention, DotAttention, GeneralAttention])
+@pytest.mark.parametrize("group", [1, 3])
+@torch.no_grad()
+def test_rnn_attention_matches_its_formula_per_query_in_groups(attention, group):
+    torch.manual_seed(0)
+    attn = attention(query_dim=D, key_dim=D)
+    memory, mask = torch.randn(2, 5, D), torch.tensor([[True] * 5, [True] * 2 + [False] * 3])
+    query = torch.randn(2 * group, D)
+    context, weights = attn(query, attn.prepare(memory), memory, mask, group)
+    for row in range(2 * group):
+        source = row // group
+        want_c, want_w = _reference_attention(attn, query[row], memory[source], mask[source])
+        torch.testing.assert_close(context[row], want_c, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(weights[row], want_w, atol=1e-5, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

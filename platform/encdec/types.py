@@ -48,6 +48,22 @@ class EncoderOutput:
         return replace(self.index_select(index), group_size=self.group_size * n)
 
 
+def sources_of_rows(index: Tensor, group: int, sources: int) -> Tensor | None:
+    """For a decoder that keeps per-source tensors once per group of `group` rows: which
+    sources the new rows `index` come from (one id per new group), or None when that is every
+    source in order (nothing to select). Searches move rows only within their source's group;
+    any other move is a bug in the search, refused here."""
+    if group == 1:
+        return None if index.numel() == sources and torch.equal(index, torch.arange(sources, device=index.device)) else index
+    groups = torch.div(index, group, rounding_mode="floor")
+    if index.numel() % group or not bool((groups.view(-1, group) == groups[::group, None]).all()):
+        raise ValueError("reorder moved a row to another source's group (group_size > 1)")
+    picked = groups[::group]
+    if picked.numel() == sources and torch.equal(picked, torch.arange(sources, device=picked.device)):
+        return None
+    return picked
+
+
 @dataclass
 class Batch:
     """A collated batch. `src` is whatever the encoder reads (token ids, pixels, item ids).

@@ -1,7 +1,9 @@
 """Recurrent-decoder attention: additive (Bahdanau) and dot / general (Luong).
 
 Each scorer may precompute a key projection of the memory once per source (`prepare`), so a
-decoding step costs one query projection and one weighted sum.
+decoding step costs one query projection and one weighted sum. Queries come in groups that
+share one memory (the beams of one source): the memory is neither copied per beam nor
+reordered when beams move.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ class _Attention(nn.Module):
     def prepare(self, memory: Tensor) -> Tensor:
         return memory
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:  # -> [B, S]
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query [B,G,Q] (G queries per memory), keys [B,S,K] -> scores [B,G,S]."""
         raise NotImplementedError
 
     def forward(
-        self, query: Tensor, keys: Tensor, memory: Tensor, memory_mask: Tensor
+        self, query: Tensor, keys: Tensor, memory: Tensor, memory_mask: Tensor, group: int = 1
     ) -> tuple[Tensor, Tensor]:
-        """query [B,Q], keys = prepare(memory), memory [B,S,D] -> (context [B,D], weights [B,S])."""
-        scores = self.score(query, keys).masked_fill(~memory_mask, float("-inf"))
+        """query [N,Q]; keys = prepare(memory), memory [N/group,S,D], memory_mask [N/group,S]:
+        each run of `group` query rows attends to one memory -> (context [N,D], weights [N,S])."""
+        n = query.size(0)
+        scores = self.score(query.view(n // group, group, -1), keys)
+        scores = scores.masked_fill(~memory_mask[:, None, :], float("-inf"))
         weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(memory.dtype)
-        return torch.bmm(weights.unsqueeze(1), memory).squeeze(1), weights
+        return torch.bmm(weights, memory).view(n, -1), weights.view(n, -1)
 
 
 class AdditiveAttention(_Attention):
@@ -41,7 +47,7 @@ class AdditiveAttention(_Attention):
         return self.w_k(memory)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self.v(torch.tanh(keys + self.w_q(query).unsqueeze(1))).squeeze(-1)
+        return self.v(torch.tanh(keys[:, None] + self.w_q(query)[:, :, None])).squeeze(-1)
 
 
 class DotAttention(_Attention):
@@ -57,7 +63,7 @@ class DotAttention(_Attention):
         self.scale = key_dim**-0.5
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1) * self.scale
+        return torch.bmm(query, keys.transpose(1, 2)) * self.scale
 
 
 class GeneralAttention(_Attention):
@@ -72,4 +78,4 @@ class GeneralAttention(_Attention):
         return self.w(memory)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1) * self.scale
+        return torch.bmm(query, keys.transpose(1, 2)) * self.scale

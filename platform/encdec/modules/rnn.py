@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from encdec.modules.attention import AdditiveAttention
 from encdec.modules.copy import CopyGate, check_copy_vocabulary, copy_mixture
 from encdec.modules.embeddings import TokenEmbedding
-from encdec.types import EncoderOutput
+from encdec.types import EncoderOutput, sources_of_rows
 
 RNN_LAYERS = {"gru": nn.GRU, "lstm": nn.LSTM}
 RNN_CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
@@ -118,17 +118,22 @@ class RNNDecoder(nn.Module):
         self.copy_gate = CopyGate(hidden_size + d_model + embed_dim) if copy else None
 
     def init_state(self, enc: EncoderOutput) -> dict:
+        """Per-row recurrent state; the memory, its attention keys and mask once per source
+        (enc.group_size rows share them: beams attend to their source's copy)."""
+        g = enc.group_size
         summary = enc.summary if enc.summary is not None else masked_mean(enc.memory, enc.memory_mask)
         h = torch.tanh(self.init_h(summary))
         copy = {} if self.copy_gate is None else {"src_ids": check_copy_vocabulary(enc.src_ids, self.vocab_size)}
+        memory = enc.memory[::g]
         return {
             **copy,
             "h": h,
             "c": torch.zeros_like(h) if self.is_lstm else None,
             "feed": h.new_zeros(h.size(0), self.combine.out_features),
-            "memory": enc.memory,
-            "keys": self.attention.prepare(enc.memory),
-            "memory_mask": enc.memory_mask,
+            "group": g,
+            "memory": memory,
+            "keys": self.attention.prepare(memory),
+            "memory_mask": enc.memory_mask[::g],
         }
 
     def _advance(self, emb: Tensor, state: dict) -> tuple[Tensor, dict]:
@@ -137,7 +142,7 @@ class RNNDecoder(nn.Module):
             h, c = self.cell(x, (state["h"], state["c"]))
         else:
             h, c = self.cell(x, state["h"]), None
-        context, weights = self.attention(h, state["keys"], state["memory"], state["memory_mask"])
+        context, weights = self.attention(h, state["keys"], state["memory"], state["memory_mask"], state["group"])
         feed = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
         new = {**state, "h": h, "c": c, "feed": feed, "attention": weights}
         if self.copy_gate is not None:
@@ -165,6 +170,17 @@ class RNNDecoder(nn.Module):
             return logits
         return copy_mixture(logits, torch.stack(gates, 1), torch.stack(attention, 1), state["src_ids"])
 
+    PER_SOURCE = ("memory", "keys", "memory_mask")
+
     @staticmethod
     def reorder(state: dict, index: Tensor) -> dict:
-        return {k: (v.index_select(0, index) if torch.is_tensor(v) else v) for k, v in state.items()}
+        """Rows `index` of the per-row state; the per-source tensors only when whole groups
+        are dropped or reordered (see EncoderOutput.group_size)."""
+        reordered = {
+            k: (v.index_select(0, index) if torch.is_tensor(v) and k not in RNNDecoder.PER_SOURCE else v)
+            for k, v in state.items()
+        }
+        source = sources_of_rows(index, state["group"], state["memory"].size(0))
+        if source is not None:
+            reordered.update({k: state[k].index_select(0, source) for k in RNNDecoder.PER_SOURCE})
+        return reordered

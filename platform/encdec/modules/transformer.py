@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from encdec.errors import ConfigError
 from encdec.modules.copy import CopyAttention, CopyGate, check_copy_vocabulary, copy_mixture
 from encdec.modules.embeddings import TokenEmbedding
-from encdec.types import EncoderOutput
+from encdec.types import EncoderOutput, sources_of_rows
 
 NEG_INF = float("-inf")
 BACKENDS = ("math", "sdpa")
@@ -327,17 +327,9 @@ class TransformerDecoder(nn.Module):
         pos = state["pos"]
         caches = [None if kv is None else _select_rows(kv, index, pos) for kv in state["self"]]
         reordered = {**state, "self": caches}
-        g = state["group"]
-        source = index
-        if g > 1:  # per-source tensors are kept once per group: select whole groups
-            groups = torch.div(index, g, rounding_mode="floor")
-            if index.numel() % g or not bool((groups.view(-1, g) == groups[::g, None]).all()):
-                raise ValueError("reorder moved a row to another source's group (group_size > 1)")
-            source = groups[::g]
-            if source.numel() == state["memory_keep"].size(0) and torch.equal(
-                source, torch.arange(source.numel(), device=source.device)
-            ):
-                return reordered
+        source = sources_of_rows(index, state["group"], state["memory_keep"].size(0))
+        if source is None:
+            return reordered
         pick = lambda kv: tuple(t.index_select(0, source) for t in kv)  # noqa: E731
         reordered["memory_keep"] = state["memory_keep"].index_select(0, source)
         reordered["cross"] = [pick(kv) for kv in state["cross"]]
