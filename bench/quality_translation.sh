@@ -12,7 +12,7 @@ log=bench/logs/multi30k_${model}.log
 mkdir -p bench/logs
 uptime | tee $log
 start=$(date +%s)
-.venv/bin/encdec-train experiment=multi30k_${model} "logger=[csv,tensorboard]" hydra.run.dir=$run >> $log 2>&1
+.venv/bin/encdec-train experiment=multi30k_${model} "logger=[csv,tensorboard]" hydra.run.dir=$run "${@:2}" >> $log 2>&1
 echo "train wall seconds: $(( $(date +%s) - start ))" | tee -a $log
 uptime | tee -a $log
 for decoding in greedy beam; do
