@@ -28,7 +28,9 @@ same values), same thread count, one process.
     --stopping picks when a beam stops, on both sides: early (default, fairseq; HF
     early_stopping=True), heuristic (HF early_stopping=False), exact (HF "never").
     --decode-dtype bf16 runs our decoder steps under bf16 autocast; --int8 decodes with our
-    model after quantize_for_cpu (int8 dynamic linear layers). Both are ours-only options.
+    model after quantize_for_cpu (int8 dynamic linear layers); --onednn with pack_for_cpu
+    (fp32 linear layers on oneDNN prepacked weights, encdec-eval/predict `onednn=true`). All
+    three are ours-only options.
 (c) --ct2 adds CTranslate2 as two more decoding sides: our model, with the weights the
     training rounds left, converted by encdec.export.ctranslate2 (its spec API) and loaded
     twice, compute_type float32 ("CT2") and int8 ("CT2 int8", weights quantised at load),
@@ -83,6 +85,7 @@ def parse_args() -> argparse.Namespace:
                    help="beam stopping rule, mapped to HF's early_stopping")
     p.add_argument("--decode-dtype", choices=["fp32", "bf16"], default="fp32", help="ours: decoding.dtype")
     p.add_argument("--int8", action="store_true", help="ours: decode with quantize_for_cpu(model)")
+    p.add_argument("--onednn", action="store_true", help="ours: decode with pack_for_cpu(model) (fp32, oneDNN linear layers)")
     p.add_argument("--ct2", action="store_true",
                    help="decoding also by CTranslate2 (our model converted; compute types float32 and int8)")
     p.add_argument("--run-dir", default=None,
@@ -130,7 +133,7 @@ from transformers import (  # noqa: E402
 
 from encdec.data.bucketing import TokenBudgetBatchSampler  # noqa: E402
 from encdec.decoding import BeamSearch, Greedy  # noqa: E402
-from encdec.decoding.quantize import quantize_for_cpu  # noqa: E402
+from encdec.decoding.quantize import for_serving  # noqa: E402
 from encdec.export import ctranslate2 as ct2_export  # noqa: E402
 from encdec.model import EncoderDecoder  # noqa: E402
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder  # noqa: E402
@@ -242,13 +245,14 @@ class Ours:
         return search(self.decoding_model(), src, src_mask).best()
 
     def decoding_model(self):
-        """The model decoding uses; with --int8 its quantised copy, made on the first call
-        (decoding runs after all training rounds, so the weights no longer change)."""
-        if not ARGS.int8:
+        """The model decoding uses; with --int8 its quantised copy, with --onednn its copy with
+        oneDNN-packed fp32 linear layers, made on the first call (decoding runs after all
+        training rounds, so the weights no longer change)."""
+        if not (ARGS.int8 or ARGS.onednn):
             return self.model
-        if getattr(self, "_int8", None) is None:
-            self._int8 = quantize_for_cpu(self.model)
-        return self._int8
+        if getattr(self, "_serving", None) is None:
+            self._serving = for_serving(self.model, int8=ARGS.int8, onednn=ARGS.onednn)
+        return self._serving
 
 
 HF_EARLY_STOPPING = {"early": True, "heuristic": False, "exact": "never"}
@@ -557,6 +561,9 @@ def main() -> None:
     if dec_rows and (args.int8 or args.decode_dtype != "fp32"):
         lines.append(f"Ours decodes {'int8 (quantize_for_cpu)' if args.int8 else args.decode_dtype}: "
                      f"not like-for-like with HF fp32.  ")
+    if dec_rows and args.onednn:
+        lines.append("Ours decodes fp32 with its linear layers on oneDNN prepacked weights (pack_for_cpu), "
+                     "HF fp32 with PyTorch's default (MKL) linear layers.  ")
     # one column per side, then each side's ratio to HF (and ours to CTranslate2 fp32)
     label = {"ours": "ours", "HF": "HF BART", "CT2": "CT2 fp32", "CT2 int8": "CT2 int8"}
     names = [side.name for side in dec_sides]

@@ -42,6 +42,21 @@ def test_eval_scores_a_split_with_beam_search(trained_run):
     assert "tok:13a" in result["protocol"]["sacrebleu"]["protocol"]
 
 
+def test_onednn_serving_gives_the_same_outputs_and_refuses_bf16(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    inputs = tmp_path / "in.de"
+    inputs.write_text("Der hund läuft im park.\nDie katze sitzt im garten.\nEin mann.\n", encoding="utf-8")
+    args = [f"run_dir={run_dir}", "input=-", "decoding=beam", "decoding.beam_size=3", "scores=true",
+            "decoding.max_len=24"]
+    plain = run_cli("predict", *args, input=inputs.read_text(encoding="utf-8")).stdout.splitlines()
+    packed = run_cli("predict", *args, "onednn=true", input=inputs.read_text(encoding="utf-8")).stdout.splitlines()
+    assert [line.split("\t")[0] for line in packed] == [line.split("\t")[0] for line in plain]
+    assert all(abs(float(a.split("\t")[1]) - float(b.split("\t")[1])) < 1e-3 for a, b in zip(plain, packed))
+    refused = run_cli("predict", *args, "onednn=true", "decoding.dtype=bf16", input="Ein mann.\n", check=False)
+    assert refused.returncode != 0 and "onednn=true runs fp32 only" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_predict_from_file_stdin_and_interactive(trained_run, tmp_path):
     run_dir, _ = trained_run
     inputs = tmp_path / "in.de"

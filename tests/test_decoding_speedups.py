@@ -26,7 +26,7 @@ from test_decoding import (
 )
 
 from encdec.decoding import BeamSearch, Greedy, Sampling
-from encdec.decoding.quantize import quantize_for_cpu
+from encdec.decoding.quantize import PackedLinear, for_serving, onednn_available, quantize_for_cpu
 from encdec.errors import ConfigError
 from encdec.modules import transformer as T
 from encdec.modules.attention import AdditiveAttention, DotAttention, GeneralAttention
@@ -292,6 +292,69 @@ def test_int8_quantised_model_decodes_and_mostly_agrees(kind):
         a, b = model(src, mask, tgt_in).argmax(-1), quantised(src, mask, tgt_in).argmax(-1)
     real = fp32 != PAD
     assert float(((a == b) & real).sum() / real.sum()) >= 0.85
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN linear kernels")
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_computes_the_linear_layer_in_fp32(bias):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 40, bias=bias)
+    packed = PackedLinear(linear)
+    for x in (torch.randn(7, 24), torch.randn(5, 1, 24), torch.randn(2, 3, 24).transpose(0, 1)):
+        with torch.no_grad():
+            torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="fp32 only"), torch.autocast("cpu", dtype=torch.bfloat16):
+        packed(torch.randn(2, 24))
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN linear kernels")
+@pytest.mark.parametrize("kind", ["transformer", "gru", "lstm"])
+def test_onednn_packed_model_decodes_like_the_model(kind):
+    model = make_model(kind)
+    packed = for_serving(model, onednn=True)
+    assert isinstance(model.decoder.out, torch.nn.Linear)  # the original is untouched
+    assert not any(type(m) is torch.nn.Linear for m in packed.modules())
+    src, mask = batch(MORE_SOURCES)
+    for strategy in (Greedy(max_len=9), BeamSearch(beam_size=3, max_len=9, num_return=3)):
+        ours, theirs = strategy(model, src, mask), strategy(packed, src, mask)
+        assert torch.equal(ours.tokens, theirs.tokens)
+        torch.testing.assert_close(ours.scores, theirs.scores, atol=1e-4, rtol=1e-5)
+
+
+def test_serving_options_that_cannot_combine_are_refused_in_one_line():
+    model = make_model("gru")
+    with pytest.raises(ConfigError, match="int8=true and onednn=true"):
+        for_serving(model, int8=True, onednn=True)
+    with pytest.raises(ConfigError, match="onednn=true runs fp32 only"):
+        for_serving(model, onednn=True, fp32=False)
+    assert for_serving(model) is model
+
+
+# --------------------------------------------------------------------------------------------
+# the searches' reorder reuses the Transformer's cache buffers
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def test_consumed_reorder_reuses_buffers_and_equals_the_copying_reorder():
+    torch.manual_seed(0)
+    dec = TransformerDecoder(VOCAB, d_model=D, layers=2, heads=2, ffn=32, dropout=0.0).eval()
+    enc = random_enc().repeat_interleave(2)
+    tokens = torch.randint(3, VOCAB, (6, 6), generator=torch.Generator().manual_seed(0))
+    copying, consuming = dec.init_state(enc), dec.init_state(enc)
+    seen = set()
+    indices = [torch.tensor([1, 1, 2, 3, 5, 4]), torch.tensor([0, 0, 3, 2, 5, 5]), torch.tensor([1, 0, 4, 4])]
+    rows = 6
+    for t, index in enumerate(indices):
+        a, copying = dec.step(tokens[:rows, t], copying)
+        b, consuming = dec.step(tokens[:rows, t], consuming)
+        torch.testing.assert_close(a, b)
+        rows = index.numel()
+        seen.add(consuming["self"][0][0].data_ptr())
+        copying, consuming = dec.reorder(copying, index), dec.reorder_consumed(consuming, index)
+    # after the first reorder the two buffers per layer alternate: nothing new is allocated
+    assert consuming["self"][0][0].data_ptr() in seen
+    torch.testing.assert_close(dec.step(tokens[:4, 3], copying)[0], dec.step(tokens[:4, 3], consuming)[0])
+    # the copying reorder never hands out a spare another state could write into
+    assert "spare" not in dec.reorder(consuming, torch.arange(4))
 
 
 # --------------------------------------------------------------------------------------------

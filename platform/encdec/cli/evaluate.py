@@ -23,7 +23,7 @@ from encdec.cli.quiet import silence_third_party_noise
 from encdec.data.datamodule import EncDecDataModule
 from encdec.lightning_module import EncDecModule
 from encdec.progress import eval_progress
-from encdec.decoding.quantize import quantize_for_cpu
+from encdec.decoding.quantize import for_serving
 from encdec.run_dir import load_run
 
 log = logging.getLogger("encdec.eval")
@@ -34,8 +34,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         silence_third_party_noise()
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
     cfg.decoding = run_decoding(cfg.decoding, saved)  # the decoding groups read the run's task rules
-    if cfg.get("int8"):
-        model = quantize_for_cpu(model)
+    fp32 = cfg.decoding.get("dtype", "fp32") == "fp32" and str(cfg.get("precision", "32-true")) in ("32", "32-true")
+    model = for_serving(model, int8=bool(cfg.get("int8")), onednn=bool(cfg.get("onednn")), fp32=fp32)
     out_dir = Path(cfg.run_dir).resolve() / "eval" / cfg.name
     module = EncDecModule(
         model=model, objective=None, adapter=adapter, decoding=build_component(cfg.decoding, "decoding"),

@@ -24,7 +24,7 @@ from encdec.build import build_component, run_decoding
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.text_files import decode_text, split_lines
 from encdec.errors import ConfigError, DataError, UserError
-from encdec.decoding.quantize import quantize_for_cpu
+from encdec.decoding.quantize import for_serving
 from encdec.run_dir import load_run
 
 TRUNCATE_POLICIES = ("warn", "error")
@@ -125,9 +125,10 @@ def predict(cfg: DictConfig) -> None:
         if cfg.output:
             check_output(str(cfg.output))
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="predict")
-    if cfg.get("int8"):
-        model = quantize_for_cpu(model)
-    decoding = build_component(run_decoding(cfg.decoding, saved), "decoding")
+    decoding_cfg = run_decoding(cfg.decoding, saved)
+    fp32 = decoding_cfg.get("dtype", "fp32") == "fp32"
+    model = for_serving(model, int8=bool(cfg.get("int8")), onednn=bool(cfg.get("onednn")), fp32=fp32)
+    decoding = build_component(decoding_cfg, "decoding")
     torch.set_grad_enabled(False)
     if cfg.interactive:
         return _interactive(adapter, model, decoding, cfg)

@@ -7,6 +7,10 @@ Finished sources leave the batch (as in fairseq): once every row of a source has
 its beam search has stopped), the decoder's `reorder(state, index)` selects only the rows
 still decoding, so no step is spent on finished rows. Outputs do not change: a source
 decodes the same alone or in any batch.
+
+A search never uses a state again after reordering it, so it calls the decoder's optional
+`reorder_consumed(state, index)` when there is one: the decoder may then reuse the old
+state's buffers (the Transformer's key/value caches) instead of allocating new ones.
 """
 
 from __future__ import annotations
@@ -113,6 +117,11 @@ def _force_eos(logprobs: Tensor, eos: int) -> Tensor:
     return forced
 
 
+def _reorder(decoder):
+    """The decoder's reorder for a state that is never used again."""
+    return getattr(decoder, "reorder_consumed", None) or decoder.reorder
+
+
 def _must_end(logprobs: Tensor, limits: Tensor, t: int) -> Tensor:
     """[N] bool: rows at their last allowed step, or with no token left to choose."""
     return (limits == t + 1) | (logprobs.amax(dim=-1) == NEG_INF)
@@ -151,6 +160,7 @@ class _TokenByToken(Search):
         history = torch.full((rows, steps + 1), bos, dtype=torch.long, device=device)
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
         state = decoder.init_state(enc)
+        reorder = _reorder(decoder)
         length = steps
         for t in range(steps):
             tokens = history[:, : t + 1]
@@ -176,7 +186,7 @@ class _TokenByToken(Search):
             if bool(ended.any()):
                 keep = (~ended).repeat_interleave(n).nonzero().squeeze(1)
                 live, history, finished, limits = live[keep], history[keep], finished[keep], limits[keep]
-                state = decoder.reorder(state, keep)
+                state = reorder(state, keep)
         batch = rows // n
         tokens, scores = out[:, :length].reshape(batch, n, -1), scores.view(batch, n)
         scores, order = scores.sort(dim=1, descending=True, stable=True)  # best first
@@ -293,6 +303,7 @@ class BeamSearch(Search):
         process = P.chain(self.processors(eos, pad))
 
         state = decoder.init_state(enc.repeat_interleave(k))
+        reorder = _reorder(decoder)
         # finalised hypotheses, per sentence of the whole batch
         fin_tokens = torch.full((batch, k, steps), pad, dtype=torch.long, device=device)
         fin_scores = torch.full((batch, k), NEG_INF, device=device)
@@ -349,7 +360,7 @@ class BeamSearch(Search):
             index = origin.view(-1)
             history = history.index_select(0, index)
             history[:, t + 1] = next_tokens.view(-1)
-            state = decoder.reorder(state, index)
+            state = reorder(state, index)
 
         n = self.num_return
         position = torch.arange(1, steps + 1, device=device)

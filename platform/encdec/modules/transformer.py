@@ -207,16 +207,19 @@ def _room_for(cache, k: Tensor, v: Tensor, pos: int) -> tuple[Tensor, Tensor]:
     return grown
 
 
-def _select_rows(cache: tuple[Tensor, Tensor], index: Tensor, pos: int) -> tuple[Tensor, ...]:
-    """Rows `index` of the cache buffers, copying only the filled prefix."""
+def _select_rows(cache: tuple[Tensor, Tensor], index: Tensor, pos: int, spare=None) -> tuple[Tensor, ...]:
+    """Rows `index` of the cache buffers, copying only the filled prefix: into `spare` buffers
+    when given and large enough (no allocation), else into new ones."""
     if cache[0].requires_grad:
         return tuple(buffer[:, :, :pos].index_select(0, index) for buffer in cache)
-    picked = []
-    for buffer in cache:
-        new = buffer.new_empty((index.numel(),) + buffer.shape[1:])
+    n = index.numel()
+    if spare is not None and spare[0].size(0) >= n and spare[0].shape[1:] == cache[0].shape[1:]:
+        picked = tuple(buffer[:n] for buffer in spare)  # leading rows: still contiguous
+    else:
+        picked = tuple(buffer.new_empty((n,) + buffer.shape[1:]) for buffer in cache)
+    for new, buffer in zip(picked, cache):
         torch.index_select(buffer[:, :, :pos], 0, index, out=new[:, :, :pos])
-        picked.append(new)
-    return tuple(picked)
+    return picked
 
 
 class TransformerDecoder(nn.Module):
@@ -324,9 +327,30 @@ class TransformerDecoder(nn.Module):
         """Rows `index` of the state (a permutation, copies, or fewer rows: the searches drop
         finished sources this way). With group_size g > 1 each run of g new rows must come
         from one source's group; whole groups may be dropped or reordered."""
+        return TransformerDecoder._reorder(state, index, reuse=False)
+
+    @staticmethod
+    def reorder_consumed(state: dict, index: Tensor) -> dict:
+        """`reorder` for a caller that never uses `state` again (the searches). The selected
+        rows go into spare buffers the state carries, and the old buffers become the next
+        spares: a beam step then allocates no cache memory (fresh multi-MB buffers at every
+        step cost more in page faults than the copy itself)."""
+        return TransformerDecoder._reorder(state, index, reuse=True)
+
+    @staticmethod
+    def _reorder(state: dict, index: Tensor, reuse: bool) -> dict:
         pos = state["pos"]
-        caches = [None if kv is None else _select_rows(kv, index, pos) for kv in state["self"]]
+        spares = state.get("spare") if reuse else None
+        spares = spares or [None] * len(state["self"])
+        caches = [
+            None if kv is None else _select_rows(kv, index, pos, spare)
+            for kv, spare in zip(state["self"], spares)
+        ]
         reordered = {**state, "self": caches}
+        if reuse:
+            reordered["spare"] = list(state["self"])
+        else:
+            reordered.pop("spare", None)  # shared with `state`, which may still be used
         source = sources_of_rows(index, state["group"], state["memory_keep"].size(0))
         if source is None:
             return reordered
