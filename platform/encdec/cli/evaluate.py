@@ -45,8 +45,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = EncDecDataModule(adapter, seed=saved.seed, test_split=cfg.split, **loader_cfg)
     # progress=true: a live bar in a terminal, plain lines (every progress_every_seconds) elsewhere
     progress = eval_progress(cfg.progress, cfg.split, cfg.get("progress_every_seconds") or 30.0)
+    cpu_serving = bool(cfg.get("int8") or cfg.get("onednn"))  # int8 / oneDNN kernels exist on the CPU only
     trainer = pl.Trainer(
-        accelerator="auto", devices=1, logger=False, precision=cfg.precision,
+        accelerator="cpu" if cpu_serving else "auto", devices=1, logger=False, precision=cfg.precision,
         default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()],
         callbacks=[progress] if progress is not None else [],
         enable_progress_bar=progress is not None,
