@@ -71,7 +71,8 @@ class WithDecoder(torch.nn.Module):
         return self.model.encode(src, src_mask)
 
 
-def out_tokens(tokens: torch.Tensor, eos: int, pad: int) -> int:
+def out_tokens(tokens: torch.Tensor, pad: int) -> int:
+    """Generated tokens up to and including EOS: everything after it is padding."""
     return int((tokens != pad).sum())
 
 
@@ -98,7 +99,7 @@ def main() -> None:
                 with torch.no_grad():
                     for b in batches:
                         best = search(sides[side], b.src, b.src_mask).best()
-                        tokens += out_tokens(best, model.eos_id, model.pad_id)
+                        tokens += out_tokens(best, model.pad_id)
                         got.append(best)
                 speeds[side].append(tokens / (time.perf_counter() - t0))
                 outputs[side] = got

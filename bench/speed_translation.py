@@ -343,10 +343,10 @@ class CT2:
         return [[self.vocab[i] for i in e["src"].tolist()] for e in examples], None
 
     def release(self) -> None:
-        """Drops the translator after each timed block. A CTranslate2 translator that has run
-        keeps its worker threads busy, which halves the speed of PyTorch decoding (ours and
-        HF alike) in the same process until it is deleted; measured, see bench/RESULTS.md.
-        Loading it again is outside the timed region."""
+        """Drops the translator after each timed block. With ctranslate2 imported after torch
+        (as here), a translator that has run halves the speed of PyTorch decoding (ours and HF
+        alike) in the same process until it is deleted (bench/ct2_thread_interference.py,
+        bench/RESULTS.md). Loading it again is outside the timed region."""
         self.translator = None
         gc.collect()
 

@@ -26,6 +26,18 @@ def temporary_glob(name: str) -> str:
     return f".{name}.*.tmp"
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def check_writable(path: str | Path) -> None:
+    """Creates and removes the temporary a write of `path` would start with: raises the
+    OSError that write would meet (no folder, no permission), before any work is done."""
+    fd, tmp = _temporary(Path(path))
+    os.close(fd)
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """`open(path, mode)` whose content replaces `path` only when the block ends normally."""
@@ -33,7 +45,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; the result is a normal file
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None) as f:

@@ -34,8 +34,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         silence_third_party_noise()
     saved, adapter, model = load_run(cfg.run_dir, cfg.checkpoint, stage="eval", data_overrides=cfg.get("data"))
     cfg.decoding = run_decoding(cfg.decoding, saved)  # the decoding groups read the run's task rules
+    int8, onednn = bool(cfg.get("int8")), bool(cfg.get("onednn"))
     fp32 = cfg.decoding.get("dtype", "fp32") == "fp32" and str(cfg.get("precision", "32-true")) in ("32", "32-true")
-    model = for_serving(model, int8=bool(cfg.get("int8")), onednn=bool(cfg.get("onednn")), fp32=fp32)
+    model = for_serving(model, int8=int8, onednn=onednn, fp32=fp32)
     out_dir = Path(cfg.run_dir).resolve() / "eval" / cfg.name
     module = EncDecModule(
         model=model, objective=None, adapter=adapter, decoding=build_component(cfg.decoding, "decoding"),
@@ -45,9 +46,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = EncDecDataModule(adapter, seed=saved.seed, test_split=cfg.split, **loader_cfg)
     # progress=true: a live bar in a terminal, plain lines (every progress_every_seconds) elsewhere
     progress = eval_progress(cfg.progress, cfg.split, cfg.get("progress_every_seconds") or 30.0)
-    cpu_serving = bool(cfg.get("int8") or cfg.get("onednn"))  # int8 / oneDNN kernels exist on the CPU only
     trainer = pl.Trainer(
-        accelerator="cpu" if cpu_serving else "auto", devices=1, logger=False, precision=cfg.precision,
+        accelerator="cpu" if int8 or onednn else "auto",  # int8 / oneDNN kernels exist on the CPU only devices=1, logger=False, precision=cfg.precision,
         default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()],
         callbacks=[progress] if progress is not None else [],
         enable_progress_bar=progress is not None,

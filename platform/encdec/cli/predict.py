@@ -11,7 +11,6 @@ reported once with its line numbers, then cut (`truncate=warn`) or refused
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from encdec.atomic_file import atomic_open
+from encdec.atomic_file import atomic_open, check_writable
 from encdec.build import build_component, run_decoding
 from encdec.cli import CONF_DIR, run_reporting_user_errors
 from encdec.data.text_files import decode_text, split_lines
@@ -90,8 +89,7 @@ def check_output(path: str) -> None:
     if not folder.is_dir():
         raise ConfigError(f"output={path}: folder {folder} does not exist; create it or choose another output=")
     try:  # the output is written to a temporary beside it, then renamed over it
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{p.name}.", suffix=".tmp"):
-            pass
+        check_writable(p)
     except OSError as exc:
         raise ConfigError(f"output={path}: cannot write there ({exc.strerror or exc})") from None
 
